@@ -1,0 +1,1 @@
+"""Backup engines, store, manifests and retention."""

@@ -1,0 +1,1 @@
+"""Exporters: Prometheus (/metrics) and Elasticsearch (log events and check results)."""

@@ -1,0 +1,1 @@
+"""The `opsctl` command line: one module per command (Typer sub-apps)."""

@@ -1,0 +1,374 @@
+"""Where commands run: `LocalHost` (subprocess, psutil) and `SSHHost` (paramiko), one interface.
+
+Commands are argv lists, never shell strings built from data. SSH host keys are verified against
+known_hosts: unknown or changed keys are refused, never added.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import glob as globmod
+import os
+import posixpath
+import select
+import shlex
+import signal
+import socket
+import stat as statmod
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Protocol, Sequence
+
+import paramiko
+
+from opsctl.errors import OpsctlError, UnavailableError
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class HostError(UnavailableError):
+    """A host could not be reached or used."""
+
+
+class HostUnreachable(HostError):
+    pass
+
+
+class HostKeyError(HostError):
+    pass
+
+
+class HostAuthError(HostError):
+    pass
+
+
+class CommandTimeout(OpsctlError):
+    pass
+
+
+class CommandNotFound(OpsctlError):
+    pass
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass(frozen=True)
+class FileStat:
+    size: int
+    mtime: float
+    mode: int
+    uid: int
+    gid: int
+
+    @property
+    def is_dir(self) -> bool:
+        return statmod.S_ISDIR(self.mode)
+
+
+class Host(Protocol):
+    name: str
+
+    def run(self, argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT, input: bytes | None = None) -> CommandResult: ...
+    def read_file(self, path: str, max_bytes: int | None = None) -> bytes: ...
+    def exists(self, path: str) -> bool: ...
+    def open(self, path: str) -> IO[bytes]: ...
+    def stat(self, path: str) -> FileStat: ...
+    def glob(self, pattern: str) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, (str, bytes)) or not argv:
+        raise TypeError("argv must be a non-empty list of strings, not a shell string")
+    return tuple(str(a) for a in argv)
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+class LocalHost:
+    """The machine opsctl runs on."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name or socket.gethostname()
+        self.address = "localhost"
+
+    def __repr__(self) -> str:
+        return f"LocalHost({self.name!r})"
+
+    def run(self, argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT, input: bytes | None = None) -> CommandResult:
+        args = _check_argv(argv)
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise CommandNotFound(f"{self.name}: command not found: {args[0]}") from None
+        try:
+            out, err = proc.communicate(input=input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise CommandTimeout(f"{self.name}: {shlex.join(args)} timed out after {timeout:g}s") from None
+        return CommandResult(args, proc.returncode, _decode(out), _decode(err), time.monotonic() - start)
+
+    def read_file(self, path: str, max_bytes: int | None = None) -> bytes:
+        with open(path, "rb") as fh:
+            return fh.read() if max_bytes is None else fh.read(max_bytes)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def open(self, path: str) -> IO[bytes]:
+        return open(path, "rb")
+
+    def stat(self, path: str) -> FileStat:
+        st = os.stat(path)
+        return FileStat(st.st_size, st.st_mtime, st.st_mode, st.st_uid, st.st_gid)
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(globmod.glob(pattern))
+
+    def close(self) -> None:
+        pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    address: str
+    user: str = "root"
+    port: int = 22
+    key_file: str | None = None
+    known_hosts: str | None = None  # default: ~/.ssh/known_hosts and the system file
+    connect_timeout: float = 10.0
+    jump: "SSHSettings | None" = None
+    password: str | None = field(default=None, repr=False)
+
+
+class SSHHost:
+    """A remote host reached over SSH with key authentication and verified host keys."""
+
+    def __init__(self, name: str, settings: SSHSettings):
+        self.name = name
+        self.settings = settings
+        self.address = settings.address
+        self._lock = threading.Lock()
+        self._client: paramiko.SSHClient | None = None
+        self._jump_client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def __repr__(self) -> str:
+        return f"SSHHost({self.name!r}, {self.settings.user}@{self.settings.address}:{self.settings.port})"
+
+    # -- connection -------------------------------------------------------------------------
+    def _connect_client(self, s: SSHSettings, sock=None) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        if s.known_hosts:
+            path = os.path.expanduser(s.known_hosts)
+            if not os.path.exists(path):
+                raise HostKeyError(f"{self.name}: known_hosts file {path} does not exist",
+                                   hint="create it with ssh-keyscan after verifying the host's fingerprint")
+            client.load_host_keys(path)
+        else:
+            client.load_system_host_keys()
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        where = f"{s.user}@{s.address}:{s.port}"
+        try:
+            client.connect(
+                s.address, port=s.port, username=s.user, key_filename=os.path.expanduser(s.key_file) if s.key_file else None,
+                password=s.password, timeout=s.connect_timeout, banner_timeout=s.connect_timeout,
+                auth_timeout=s.connect_timeout, sock=sock, allow_agent=s.key_file is None, look_for_keys=s.key_file is None,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                f"{self.name}: host key for {s.address}:{s.port} has CHANGED (got {exc.key.get_name()} "
+                f"{exc.key.get_fingerprint().hex()}); refusing to connect",
+                hint="if the host was reinstalled, verify the new key and update known_hosts",
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise HostAuthError(f"{self.name}: authentication failed for {where}: {exc}",
+                                hint="check the ssh user and key_file in the inventory") from None
+        except paramiko.SSHException as exc:
+            client.close()
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyError(f"{self.name}: host key for {s.address}:{s.port} is unknown (not in known_hosts); refusing to connect",
+                                   hint="verify the fingerprint and add it with ssh-keyscan to known_hosts") from None
+            raise HostUnreachable(f"{self.name}: SSH to {where} failed: {exc}") from None
+        except (OSError, EOFError) as exc:
+            client.close()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+            if isinstance(exc, socket.timeout):
+                reason = f"timed out after {s.connect_timeout:g}s"
+            raise HostUnreachable(f"{self.name}: cannot connect to {where}: {reason}") from None
+        return client
+
+    def _connected(self) -> paramiko.SSHClient:
+        with self._lock:
+            if self._client is not None:
+                transport = self._client.get_transport()
+                if transport is not None and transport.is_active():
+                    return self._client
+                self._close_locked()
+            sock = None
+            if self.settings.jump:
+                self._jump_client = self._connect_client(self.settings.jump)
+                try:
+                    sock = self._jump_client.get_transport().open_channel(
+                        "direct-tcpip", (self.settings.address, self.settings.port), ("127.0.0.1", 0),
+                        timeout=self.settings.connect_timeout,
+                    )
+                except (paramiko.SSHException, OSError) as exc:
+                    raise HostUnreachable(f"{self.name}: jump host cannot reach {self.settings.address}:{self.settings.port}: {exc}") from None
+            self._client = self._connect_client(self.settings, sock=sock)
+            return self._client
+
+    def connect(self) -> None:
+        """Open the connection now (otherwise it opens on first use)."""
+        self._connected()
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        client = self._connected()
+        with self._lock:
+            if self._sftp is None:
+                self._sftp = client.open_sftp()
+            return self._sftp
+
+    # -- commands ---------------------------------------------------------------------------
+    def run(self, argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT, input: bytes | None = None) -> CommandResult:
+        args = _check_argv(argv)
+        client = self._connected()
+        start = time.monotonic()
+        deadline = start + timeout
+        try:
+            chan = client.get_transport().open_session(timeout=self.settings.connect_timeout)
+            # `timeout` on the remote side so a stuck command does not outlive us.
+            chan.exec_command(shlex.join(("timeout", "-k", "2", f"{timeout:g}", *args)))
+            if input is not None:
+                chan.sendall(input)
+            chan.shutdown_write()
+            out, err = bytearray(), bytearray()
+            while True:
+                while chan.recv_ready():
+                    out += chan.recv(65536)
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    chan.close()
+                    raise CommandTimeout(f"{self.name}: {shlex.join(args)} timed out after {timeout:g}s")
+                select.select([chan], [], [], min(remaining, 0.5))
+            rc = chan.recv_exit_status()
+            chan.close()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise HostUnreachable(f"{self.name}: connection lost while running {args[0]}: {exc}") from None
+        if rc == 124 and time.monotonic() >= deadline - 0.05:
+            raise CommandTimeout(f"{self.name}: {shlex.join(args)} timed out after {timeout:g}s")
+        if rc == 127 and not out:
+            raise CommandNotFound(f"{self.name}: command not found: {args[0]}")
+        return CommandResult(args, rc, _decode(bytes(out)), _decode(bytes(err)), time.monotonic() - start)
+
+    # -- files ------------------------------------------------------------------------------
+    def read_file(self, path: str, max_bytes: int | None = None) -> bytes:
+        with self.open(path) as fh:
+            return fh.read() if max_bytes is None else fh.read(max_bytes)
+
+    def open(self, path: str) -> IO[bytes]:
+        try:
+            fh = self._sftp_client().open(path, "rb")
+        except IOError as exc:
+            raise _as_os_error(exc, path) from None
+        fh.prefetch()
+        return fh
+
+    def exists(self, path: str) -> bool:
+        try:
+            self._sftp_client().stat(path)
+            return True
+        except IOError:
+            return False
+
+    def stat(self, path: str) -> FileStat:
+        try:
+            st = self._sftp_client().stat(path)
+        except IOError as exc:
+            raise _as_os_error(exc, path) from None
+        return FileStat(st.st_size or 0, float(st.st_mtime or 0), st.st_mode or 0, st.st_uid or 0, st.st_gid or 0)
+
+    def glob(self, pattern: str) -> list[str]:
+        """Shell-style glob over SFTP (wildcards in any path component)."""
+        sftp = self._sftp_client()
+        parts = [p for p in pattern.split("/") if p]
+        paths = ["/"]
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            nxt = []
+            for base in paths:
+                if not globmod.has_magic(part):
+                    candidate = posixpath.join(base, part)
+                    try:
+                        st = sftp.stat(candidate)
+                    except IOError:
+                        continue
+                    if last or statmod.S_ISDIR(st.st_mode or 0):
+                        nxt.append(candidate)
+                    continue
+                try:
+                    entries = sftp.listdir_attr(base)
+                except IOError:
+                    continue
+                for entry in entries:
+                    if fnmatch.fnmatchcase(entry.filename, part) and not entry.filename.startswith("."):
+                        if last or statmod.S_ISDIR(entry.st_mode or 0):
+                            nxt.append(posixpath.join(base, entry.filename))
+            paths = nxt
+        return sorted(paths)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        for obj in (self._sftp, self._client, self._jump_client):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # noqa: BLE001 - closing a dead connection may fail
+                    pass
+        self._sftp = self._client = self._jump_client = None
+
+
+def _as_os_error(exc: IOError, path: str) -> OSError:
+    code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
+    return OSError(code, os.strerror(code), path)

@@ -1,0 +1,1 @@
+"""Runbooks shipped as package data (one YAML file per failure mode)."""
