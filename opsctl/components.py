@@ -24,6 +24,12 @@ class Service:
     ports: tuple[int, ...] = ()
     logs: tuple[str, ...] = ()  # glob patterns
     nofile_min: int = 0  # minimum open files limit expected for the daemon (0: not checked)
+    restart: tuple[str, ...] = ()  # argv that restarts it; empty: `systemctl restart <first unit>`
+
+    def restart_argv(self) -> tuple[str, ...]:
+        if self.restart:
+            return self.restart
+        return ("systemctl", "restart", self.units[0] if self.units else self.name)
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,15 @@ CATALOG: dict[str, Component] = {
 
 _TUPLE_FIELDS = {f.name for f in fields(Component) if f.name not in ("name", "services", "api_service_type")}
 _SERVICE_TUPLE_FIELDS = {f.name for f in fields(Service) if f.name not in ("name", "nofile_min")}
+
+
+def find_service(catalog: Mapping[str, Component], name: str) -> tuple[Component, Service] | None:
+    """The component and service with this service name (e.g. 'nova-compute')."""
+    for component in catalog.values():
+        for svc in component.services:
+            if svc.name == name:
+                return component, svc
+    return None
 
 
 def _override_service(svc: Service, data: Mapping[str, Any]) -> Service:

@@ -138,6 +138,7 @@ class ComponentService(Strict):
     ports: list[int] | None = None
     logs: list[str] | None = None
     nofile_min: int | None = None
+    restart: list[str] | None = None  # argv, e.g. [docker, restart, nova_compute]
 
 
 class ComponentOverride(Strict):

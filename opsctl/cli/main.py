@@ -12,7 +12,6 @@ import sys
 import traceback
 from typing import Optional
 
-import click
 import typer
 
 from opsctl import __version__
@@ -69,6 +68,15 @@ def _register_optional(module_name: str, name: str) -> None:
     module.register(app)
 
 
+def _click_class(name: str) -> type[BaseException]:
+    """Click's exception classes, whether typer uses click or its vendored copy."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+ClickException = _click_class("ClickException")
+ClickUsageError = _click_class("UsageError")
+
+
 def _err(message: str) -> None:
     typer.echo(mask(message), err=True)
 
@@ -81,17 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         _register_once()
         command = typer.main.get_command(app)
         rv = command.main(args=args, prog_name="opsctl", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        _err(exc.ctx.get_help() if exc.ctx else str(exc))
-        return EXIT_USAGE
-    except click.UsageError as exc:
+    except ClickUsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # help already printed
+            return EXIT_USAGE
         hint = f"\nhint: see '{exc.ctx.command_path} --help'" if exc.ctx else ""
         _err(f"error: {exc.format_message()}{hint}")
         return EXIT_USAGE
-    except click.Abort:
+    except typer.Abort:
         _err("error: aborted")
         return EXIT_INTERRUPTED
-    except click.ClickException as exc:
+    except ClickException as exc:
         _err(f"error: {exc.format_message()}")
         return EXIT_USAGE
     except ConfigError as exc:

@@ -20,6 +20,11 @@ ts() { awk -v a="$T0" -v b="$EPOCHREALTIME" -v m="$*" 'BEGIN{printf "[%7.1fs] %s
 mkdir -p $B/{etc,data,logs,pids,run,wsgi,bin}
 chmod 755 $B $B/data $B/logs $B/pids $B/run
 
+# once NAME cmd...: run a setup step; with OPSCTL_TESTBED_FAST=1 (restarting dead daemons of a bed
+# that was fully set up before) skip steps that already succeeded once.
+once() { local n=$1; shift
+  if [ "${OPSCTL_TESTBED_FAST:-0}" = 1 ] && [ -f $B/data/.once-$n ]; then return 0; fi
+  "$@" && touch $B/data/.once-$n; }
 cpn() { [ -e "$2/$(basename "$1")" ] || cp "$1" "$2/"; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 wait_http() { # url seconds
@@ -249,7 +254,7 @@ for name, typ, url in [("placement", "placement", "http://127.0.0.1:8778"),
             idc.create_endpoint(service_id=s.id, interface=iface, url=url, region_id="RegionOne")
 print("catalog:", sorted(e["type"] for e in c.service_catalog))
 EOF
-$V/bin/python $B/bin/register.py
+once register $V/bin/python $B/bin/register.py
 ts "service users + catalog registered"
 
 # ---------------------------------------------------------------- 6. Placement
@@ -264,7 +269,7 @@ connection = $DB/placement
 auth_strategy = keystone
 EOF
 authtoken placement; } > $B/etc/placement/placement.conf
-$V/bin/placement-manage --config-file $B/etc/placement/placement.conf db sync
+once placement-db $V/bin/placement-manage --config-file $B/etc/placement/placement.conf db sync
 OS_PLACEMENT_CONFIG_DIR=$B/etc/placement wsgi placement 8778 2 placement_api
 
 # ---------------------------------------------------------------- 7. Glance
@@ -292,7 +297,7 @@ flavor = keystone
 lock_path = $B/data/glance/locks
 EOF
 authtoken glance; } > $B/etc/glance/glance-api.conf
-$V/bin/glance-manage --config-file $B/etc/glance/glance-api.conf db_sync >/dev/null
+once glance-db $V/bin/glance-manage --config-file $B/etc/glance/glance-api.conf db_sync >/dev/null
 OS_GLANCE_CONFIG_DIR=$B/etc/glance wsgi glance 9292 1 glance_api --threads 4
 
 # ---------------------------------------------------------------- 8. Nova
@@ -345,7 +350,7 @@ if [ ! -f $B/data/.nova-cells-done ]; then
   $NM db sync
   touch $B/data/.nova-cells-done
 else
-  $NM api_db sync; $NM db sync
+  once nova-api-db $NM api_db sync; once nova-db $NM db sync
 fi
 OS_NOVA_CONFIG_DIR=$B/etc/nova OS_NOVA_CONFIG_FILES="api-paste.ini;nova.conf;nova-api.conf" wsgi nova-api 8774 2 nova_api
 daemon nova-conductor $B/logs/nova/nova-conductor.stdout $V/bin/nova-conductor --config-file $B/etc/nova/nova.conf
@@ -389,7 +394,7 @@ vni_ranges = 1:1000
 EOF
 printf '[DEFAULT]\nlog_file = neutron-api.log\n' > $B/etc/neutron/neutron-api.conf
 NCF="--config-file $B/etc/neutron/neutron.conf --config-file $B/etc/neutron/plugins/ml2/ml2_conf.ini"
-$V/bin/neutron-db-manage $NCF upgrade heads > $B/logs/neutron/db-manage.out 2>&1
+once neutron-db $V/bin/neutron-db-manage $NCF upgrade heads > $B/logs/neutron/db-manage.out 2>&1
 OS_NEUTRON_CONFIG_DIR=$B/etc/neutron OS_NEUTRON_CONFIG_FILES="neutron.conf;plugins/ml2/ml2_conf.ini;neutron-api.conf" \
   wsgi neutron-api 9696 1 neutron_api
 daemon neutron-rpc-server       $B/logs/neutron/neutron-rpc-server.stdout       $V/bin/neutron-rpc-server $NCF
@@ -467,7 +472,7 @@ volume_backend_name = fake
 EOF
 authtoken cinder; } > $B/etc/cinder/cinder.conf
 printf '[DEFAULT]\nlog_file = cinder-api.log\n' > $B/etc/cinder/cinder-api.conf
-$V/bin/cinder-manage --config-file $B/etc/cinder/cinder.conf db sync > $B/logs/cinder/db-sync.out 2>&1
+once cinder-db $V/bin/cinder-manage --config-file $B/etc/cinder/cinder.conf db sync > $B/logs/cinder/db-sync.out 2>&1
 wsgi cinder-api 8776 1 cinder_api
 daemon cinder-scheduler $B/logs/cinder/cinder-scheduler.stdout $V/bin/cinder-scheduler --config-file $B/etc/cinder/cinder.conf
 daemon cinder-volume    $B/logs/cinder/cinder-volume.stdout    $V/bin/cinder-volume    --config-file $B/etc/cinder/cinder.conf
