@@ -1,0 +1,1 @@
+"""Log parsing, discovery, error grouping and request tracing."""
