@@ -183,6 +183,7 @@ class SSHHost:
         self._client: paramiko.SSHClient | None = None
         self._jump_client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SSHHost({self.name!r}, {self.settings.user}@{self.settings.address}:{self.settings.port})"
@@ -300,60 +301,53 @@ class SSHHost:
         return CommandResult(args, rc, _decode(bytes(out)), _decode(bytes(err)), time.monotonic() - start)
 
     # -- files ------------------------------------------------------------------------------
-    def read_file(self, path: str, max_bytes: int | None = None) -> bytes:
-        with self.open(path) as fh:
-            return fh.read() if max_bytes is None else fh.read(max_bytes)
+    # paramiko's SFTPClient is not safe for concurrent requests from several threads: short
+    # operations share one client under a lock; `open()` streams get an SFTP channel of their own.
+    def _sftp_call(self, fn):
+        client = self._sftp_client()
+        with self._sftp_lock:
+            return fn(client)
 
-    def open(self, path: str) -> IO[bytes]:
+    def read_file(self, path: str, max_bytes: int | None = None) -> bytes:
+        def read(sftp: paramiko.SFTPClient) -> bytes:
+            with sftp.open(path, "rb") as fh:
+                if max_bytes is None:
+                    fh.prefetch()
+                    return fh.read()
+                return fh.read(max_bytes)
+
         try:
-            fh = self._sftp_client().open(path, "rb")
+            return self._sftp_call(read)
         except IOError as exc:
             raise _as_os_error(exc, path) from None
+
+    def open(self, path: str) -> IO[bytes]:
+        sftp = self._connected().open_sftp()
+        try:
+            fh = sftp.open(path, "rb")
+        except IOError as exc:
+            sftp.close()
+            raise _as_os_error(exc, path) from None
         fh.prefetch()
-        return fh
+        return _OwnedFile(fh, sftp)
 
     def exists(self, path: str) -> bool:
         try:
-            self._sftp_client().stat(path)
+            self._sftp_call(lambda sftp: sftp.stat(path))
             return True
         except IOError:
             return False
 
     def stat(self, path: str) -> FileStat:
         try:
-            st = self._sftp_client().stat(path)
+            st = self._sftp_call(lambda sftp: sftp.stat(path))
         except IOError as exc:
             raise _as_os_error(exc, path) from None
         return FileStat(st.st_size or 0, float(st.st_mtime or 0), st.st_mode or 0, st.st_uid or 0, st.st_gid or 0)
 
     def glob(self, pattern: str) -> list[str]:
         """Shell-style glob over SFTP (wildcards in any path component)."""
-        sftp = self._sftp_client()
-        parts = [p for p in pattern.split("/") if p]
-        paths = ["/"]
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            nxt = []
-            for base in paths:
-                if not globmod.has_magic(part):
-                    candidate = posixpath.join(base, part)
-                    try:
-                        st = sftp.stat(candidate)
-                    except IOError:
-                        continue
-                    if last or statmod.S_ISDIR(st.st_mode or 0):
-                        nxt.append(candidate)
-                    continue
-                try:
-                    entries = sftp.listdir_attr(base)
-                except IOError:
-                    continue
-                for entry in entries:
-                    if fnmatch.fnmatchcase(entry.filename, part) and not entry.filename.startswith("."):
-                        if last or statmod.S_ISDIR(entry.st_mode or 0):
-                            nxt.append(posixpath.join(base, entry.filename))
-            paths = nxt
-        return sorted(paths)
+        return self._sftp_call(lambda sftp: _sftp_glob(sftp, pattern))
 
     def close(self) -> None:
         with self._lock:
@@ -367,6 +361,59 @@ class SSHHost:
                 except Exception:  # noqa: BLE001 - closing a dead connection may fail
                     pass
         self._sftp = self._client = self._jump_client = None
+
+
+class _OwnedFile:
+    """An SFTP file that closes its own SFTP channel when closed."""
+
+    def __init__(self, fh: paramiko.SFTPFile, sftp: paramiko.SFTPClient):
+        self._fh, self._sftp = fh, sftp
+
+    def __getattr__(self, name: str):
+        return getattr(self._fh, name)
+
+    def __iter__(self):
+        return iter(self._fh)
+
+    def __enter__(self) -> "_OwnedFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._fh.close()
+        finally:
+            self._sftp.close()
+
+
+def _sftp_glob(sftp: paramiko.SFTPClient, pattern: str) -> list[str]:
+    parts = [p for p in pattern.split("/") if p]
+    paths = ["/"]
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        nxt = []
+        for base in paths:
+            if not globmod.has_magic(part):
+                candidate = posixpath.join(base, part)
+                try:
+                    st = sftp.stat(candidate)
+                except IOError:
+                    continue
+                if last or statmod.S_ISDIR(st.st_mode or 0):
+                    nxt.append(candidate)
+                continue
+            try:
+                entries = sftp.listdir_attr(base)
+            except IOError:
+                continue
+            for entry in entries:
+                if fnmatch.fnmatchcase(entry.filename, part) and not entry.filename.startswith("."):
+                    if last or statmod.S_ISDIR(entry.st_mode or 0):
+                        nxt.append(posixpath.join(base, entry.filename))
+        paths = nxt
+    return sorted(paths)
 
 
 def _as_os_error(exc: IOError, path: str) -> OSError:

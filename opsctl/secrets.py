@@ -53,7 +53,7 @@ _MASKER = _Masker()
 _INLINE_PATTERNS = [
     re.compile(r"(?P<pre>\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<secret>[^@\s]+)(?=@)", re.I),
     re.compile(
-        r"(?P<pre>\b(?:password|passwd|pwd|secret|token|api_key|apikey|auth_key|transport_url|"
+        r"(?P<pre>\b(?:password|passwd|pwd|secret|token|api_key|apikey|auth_key|"
         r"admin_password|rabbit_password|memcache_secret_key|metadata_proxy_shared_secret)"
         r"[\"']?\s*[=:]\s*[\"']?)(?P<secret>[^\s\"',;}]+)",
         re.I,
