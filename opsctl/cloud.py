@@ -83,5 +83,7 @@ def connect(cloud: str | None, api_timeout: float = 10.0, interface: str | None 
     except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFailure, ks_exc.RequestTimeout) as exc:
         raise UnavailableError(f"cloud {label}: Keystone unreachable: {type(exc).__name__}") from None
     except (ks_exc.ClientException, os_exc.SDKException) as exc:
+        if getattr(exc, "status_code", None) == 401 or "(HTTP 401)" in str(exc):
+            raise UnavailableError(f"cloud {label}: authentication refused by Keystone", hint="check the credentials") from None
         raise UnavailableError(f"cloud {label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     return conn
