@@ -44,14 +44,17 @@ def load_group(group: str, attribute: str | None = None) -> tuple[list[tuple[str
 
 
 def _as_checks(obj: Any) -> list[Check]:
+    """A plugin object as a list of checks: a Check, an iterable of them, or a callable returning one."""
     if isinstance(obj, Check):
         return [obj]
-    if callable(obj) and not isinstance(obj, (list, tuple)):
+    if callable(obj):
         obj = obj()
-    checks = list(obj) if isinstance(obj, Iterable) else []
-    bad = [c for c in checks if not isinstance(c, Check)]
-    if bad or not checks and obj:
-        raise TypeError(f"expected Check objects, got {type(bad[0] if bad else obj).__name__}")
+    if not isinstance(obj, Iterable):
+        raise TypeError(f"expected a list of Check objects, got {type(obj).__name__}")
+    checks = list(obj)
+    for c in checks:
+        if not isinstance(c, Check):
+            raise TypeError(f"expected Check objects, got {type(c).__name__}")
     return checks
 
 
