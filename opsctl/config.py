@@ -176,14 +176,40 @@ class ExporterSection(Strict):
     checks: bool = True
 
 
+class BackupSchedule(Strict):
+    """One timetable entry: `every` day/hour/<weekday>/minutes, `at` HH:MM (or :MM), what to run."""
+
+    every: Literal["minute", "minutes", "hour", "hours", "day", "days", "monday", "tuesday", "wednesday", "thursday",
+                   "friday", "saturday", "sunday"] = "day"
+    interval: int = Field(1, ge=1)
+    at: str | None = None
+    run: Literal["backup", "check", "prune", "verify"] = "backup"
+    args: list[str] = []  # extra opsctl arguments for this job, e.g. [--component, keystone]
+
+
 class BackupSection(Strict):
     store: str = "/var/backups/opsctl"
     components: list[str] = []
     retention: dict[str, int] = {"daily": 7, "weekly": 4, "monthly": 6}
+    compression: Literal["zstd", "gzip", "pigz", "none"] = "zstd"
+    compression_level: int | None = Field(None, ge=1, le=19)
+    remote: str | None = None  # rsync destination (e.g. backup@vault:/srv/opsctl), pushed after each run
+    remote_ssh: list[str] = ["ssh", "-o", "BatchMode=yes"]  # rsync -e argv for the remote store
+    database_nodes: list[str] = []  # Galera nodes host[:port]; a Synced non-writer node is preferred
+    physical: Literal["none", "full", "incremental"] = "none"  # mariabackup in addition to logical dumps
+    include_images: bool = False  # glance file-store images
+    excludes: list[str] = ["*.pyc", "*.swp", "*~", "__pycache__"]
+    table_checksums: bool = True  # CHECKSUM TABLE + row counts in the manifest (used by `backup verify`)
+    schedule: list[BackupSchedule] = []
 
 
 class RunbookSection(Strict):
     audit_log: str = "/var/log/opsctl/runbooks.log"
+    openstack_cli: list[str] = ["openstack"]  # argv prefix for {openstack}; --os-cloud added from cloud.clouds
+    mysql_cli: list[str] = ["mysql"]  # argv prefix for {mysql}, e.g. [mysql, --defaults-file=/root/.my.cnf]
+    mysql_datadir: str = "/var/lib/mysql"  # where grastate.dat / gvwstate.dat live
+    galera_bootstrap: list[str] = ["galera_new_cluster"]  # argv that bootstraps a new Galera cluster on a node
+    verify_timeout: float | None = Field(None, gt=0, le=1800)  # override every runbook's re-check time limit
 
 
 class Config(Strict):

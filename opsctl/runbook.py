@@ -1,0 +1,877 @@
+"""Runbooks: YAML repair procedures linked from failing checks, and the engine that runs them.
+
+A runbook names the checks that point to it and lists steps. A `diagnostic` step is read-only
+(a command, a check, a log tail or a decision) and runs automatically; an `action` step changes
+something and is shown in full and confirmed first (`yes` skips, `dry_run` shows without running).
+Commands are argv lists whose elements are templated from variables; nothing is ever passed to a
+shell built from data. After the steps the originating check is re-run (with a bounded retry) and
+decides the outcome. Every run is appended to the audit log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import getpass
+import json
+import os
+import re
+import shlex
+import socket
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from opsctl.checkdef import Check
+from opsctl.components import Component, find_service
+from opsctl.config import Config
+from opsctl.errors import ConfigError, DataError, OpsctlError, UsageError
+from opsctl.hosts import CommandNotFound, CommandTimeout, Host, HostError
+from opsctl.inventory import HostSpec, Inventory
+from opsctl.results import Result, Status, worst
+from opsctl.secrets import mask, mask_obj
+
+OUTPUT_LIMIT = 8192  # characters of a step's output kept in the audit record
+_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")  # {{ and }} are literal braces
+_ID = r"^[a-z0-9][a-z0-9-]*$"
+
+
+# ------------------------------------------------------------------------------------------ schema
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Expect(_Strict):
+    """What a diagnostic should show when things are healthy (or what it needs to go on)."""
+
+    rc: int | list[int] | None = None
+    regex: str | None = None  # must match stdout (multiline search)
+    not_regex: str | None = None  # must not match stdout
+    status: Literal["OK", "WARNING", "CRITICAL", "UNKNOWN"] | None = None  # for check steps: worst status
+
+    @model_validator(mode="after")
+    def _regexes_compile(self) -> "Expect":
+        for pattern in (self.regex, self.not_regex):
+            if pattern is not None:
+                re.compile(pattern)
+        return self
+
+    def describe(self) -> str:
+        parts = []
+        if self.rc is not None:
+            parts.append(f"exit code {self.rc if isinstance(self.rc, int) else ' or '.join(map(str, self.rc))}")
+        if self.regex:
+            parts.append(f"output matches /{self.regex}/")
+        if self.not_regex:
+            parts.append(f"output does not match /{self.not_regex}/")
+        if self.status:
+            parts.append(f"check status {self.status}")
+        return ", ".join(parts) or "anything"
+
+
+class Retry(_Strict):
+    timeout: float = Field(60, gt=0, le=3600)
+    interval: float = Field(5, gt=0, le=600)
+
+
+class When(_Strict):
+    step: str
+    outcome: Literal["passed", "failed"]
+
+
+class Step(_Strict):
+    """One step: exactly one of `diagnostic` or `action` (its title), and what it runs."""
+
+    id: str = Field(pattern=_ID)
+    diagnostic: str | None = None
+    action: str | None = None
+    run: list[str] | None = None  # argv template
+    input: str | None = None  # text (template) given to the command on stdin
+    check: str | None = None  # a check id to run (diagnostic only)
+    builtin: Literal["tail_logs", "galera_bootstrap"] | None = None
+    where: str = "target"  # target | local | role:<role> | host:<template>
+    expect: Expect | None = None
+    retry: Retry | None = None  # diagnostics: repeat until the expectation is met
+    required: bool = False  # diagnostics: stop the runbook when the expectation is not met
+    when: When | None = None
+    exclude: str | None = None  # a host (template) left out of role:<role>, e.g. "{bootstrap_host}"
+    foreach: str | None = None  # run once per non-empty output line of that earlier step, as {item}
+    timeout: float = Field(60, gt=0, le=3600)
+    note: str = ""  # shown to the operator (what to look at, what to do by hand)
+    lines: int = Field(40, ge=1, le=2000)  # tail_logs
+    pattern: str | None = None  # tail_logs: only lines matching
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Step":
+        if (self.diagnostic is None) == (self.action is None):
+            raise ValueError("give exactly one of 'diagnostic' or 'action' (the step title)")
+        doers = [x for x in (self.run, self.check, self.builtin) if x is not None]
+        if len(doers) > 1:
+            raise ValueError("give at most one of 'run', 'check', 'builtin'")
+        if self.action is not None and (self.check or self.builtin or self.retry or self.required):
+            raise ValueError("an action runs a command ('run') or is a manual step (no 'run')")
+        if self.diagnostic is not None and not doers:
+            raise ValueError("a diagnostic needs 'run', 'check' or 'builtin'")
+        if self.run is not None and (not self.run or not self.run[0] or not all(isinstance(a, str) for a in self.run)):
+            raise ValueError("'run' is an argv list of strings with a command first")
+        if not (self.where in ("target", "local") or self.where.startswith(("role:", "host:"))):
+            raise ValueError("'where' is target, local, role:<role> or host:<name or {var}>")
+        if self.retry and not self.expect:
+            raise ValueError("'retry' needs an 'expect' to wait for")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "action" if self.action is not None else "diagnostic"
+
+    @property
+    def title(self) -> str:
+        return self.action if self.action is not None else self.diagnostic  # type: ignore[return-value]
+
+
+class Verify(_Strict):
+    """The final re-check: these checks (default: the runbook's), retried until OK or the timeout."""
+
+    checks: list[str] = []
+    timeout: float = Field(60, gt=0, le=1800)
+    interval: float = Field(5, gt=0, le=300)
+
+
+class Runbook(_Strict):
+    id: str = Field(pattern=_ID)
+    title: str
+    symptoms: list[str] = Field(min_length=1)
+    checks: list[str] = []
+    role: str | None = None  # where the target host is chosen from when --host is not given
+    service: str | None = None  # default {service}
+    vars: dict[str, str | None] = {}  # defaults; None: must be given with --set
+    steps: list[Step] = Field(min_length=1)
+    verify: Verify = Verify()
+    references: list[str] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Runbook":
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"duplicate step id {step.id!r}")
+            for ref in (step.when.step if step.when else None, step.foreach):
+                if ref is not None and ref not in seen:
+                    raise ValueError(f"step {step.id!r} refers to {ref!r}, which is not an earlier step")
+            seen.add(step.id)
+        if not self.checks and not self.verify.checks:
+            raise ValueError("name the checks that point here ('checks') or the checks to re-run ('verify.checks')")
+        return self
+
+    @property
+    def verify_checks(self) -> list[str]:
+        return list(self.verify.checks or self.checks)
+
+    def check_ids(self) -> set[str]:
+        """Every check id this runbook names (pointers, check steps, verification)."""
+        return set(self.checks) | set(self.verify.checks) | {s.check for s in self.steps if s.check}
+
+
+# ------------------------------------------------------------------------------------------ loading
+def runbook_dir() -> Path:
+    return Path(str(resources.files("opsctl.runbooks")))
+
+
+def parse_runbook(data: Any, source: str) -> Runbook:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a runbook is a mapping (id, title, symptoms, checks, steps)")
+    try:
+        return Runbook.model_validate(data)
+    except ValidationError as err:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in err.errors()]
+        raise ConfigError(f"{source}: invalid runbook ({len(problems)} problem(s))", problems) from None
+
+
+def load_file(path: Path) -> Runbook:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read runbook {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    book = parse_runbook(data, str(path))
+    if book.id != path.stem:
+        raise ConfigError(f"{path}: runbook id {book.id!r} does not match the file name", hint=f"rename it {book.id}.yaml")
+    return book
+
+
+def load_runbooks(directory: Path | None = None) -> dict[str, Runbook]:
+    """Every runbook shipped (or in `directory`), by id."""
+    directory = directory or runbook_dir()
+    return {b.id: b for b in (load_file(p) for p in sorted(directory.glob("*.yaml")))}
+
+
+def get_runbook(book_id: str, directory: Path | None = None) -> Runbook:
+    path = (directory or runbook_dir()) / f"{book_id}.yaml"
+    if not re.match(_ID, book_id) or not path.exists():
+        known = ", ".join(sorted(load_runbooks(directory)))
+        raise UsageError(f"no runbook {book_id!r}", hint=f"runbooks: {known}")
+    return load_file(path)
+
+
+# ------------------------------------------------------------------------------------------ templating
+def render_argv(template: Sequence[str], variables: Mapping[str, Any]) -> list[str]:
+    """Substitute {var} inside argv elements; an element that is exactly {var} of a list splices it in."""
+    argv: list[str] = []
+    for element in template:
+        whole = _VAR.fullmatch(element)
+        if whole and isinstance(variables.get(whole.group(1)), (list, tuple)):
+            argv.extend(str(v) for v in variables[whole.group(1)])
+            continue
+        argv.append(render_text(element, variables))
+    return argv
+
+
+def render_text(text: str, variables: Mapping[str, Any]) -> str:
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name is None:
+            return m.group(0)[0]
+        if name not in variables or variables[name] is None:
+            raise UsageError(f"runbook variable {{{name}}} has no value", hint=f"give it with --set {name}=VALUE")
+        value = variables[name]
+        if isinstance(value, (list, tuple)):
+            return shlex.join(str(v) for v in value)
+        return str(value)
+
+    return _TOKEN.sub(sub, text)
+
+
+def template_vars(template: Sequence[str] | str) -> set[str]:
+    items = [template] if isinstance(template, str) else template
+    return {m.group(1) for t in items for m in _TOKEN.finditer(t) if m.group(1)}
+
+
+# ------------------------------------------------------------------------------------------ galera
+@dataclass(frozen=True)
+class GaleraNode:
+    """What a stopped Galera node's state files say."""
+
+    host: str
+    running: bool
+    seqno: int | None  # None: grastate.dat missing or unreadable
+    safe_to_bootstrap: bool = False
+    has_gvwstate: bool = False
+    uuid: str | None = None
+
+
+def parse_grastate(text: str) -> dict[str, str]:
+    """Key/values of grastate.dat (`# GALERA saved state` header, `key:   value` lines)."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def galera_node(host: str, grastate: str | None, gvwstate_exists: bool, running: bool) -> GaleraNode:
+    values = parse_grastate(grastate) if grastate is not None else {}
+    try:
+        seqno = int(values["seqno"]) if "seqno" in values else None
+    except ValueError:
+        seqno = None
+    return GaleraNode(host, running, seqno, values.get("safe_to_bootstrap") == "1", gvwstate_exists, values.get("uuid"))
+
+
+@dataclass(frozen=True)
+class BootstrapDecision:
+    host: str | None  # None: do not bootstrap automatically
+    reason: str
+
+
+def choose_bootstrap_node(nodes: Sequence[GaleraNode]) -> BootstrapDecision:
+    """The node to bootstrap a stopped Galera cluster from, by the safe rules.
+
+    Refuse while any node runs (join it instead). Prefer the node that wrote gvwstate.dat (it was
+    in the last primary component); else `safe_to_bootstrap: 1`; never a node with seqno -1 (its
+    state is unknown after a crash: recover it with --wsrep-recover first); else the highest seqno;
+    a tie or no usable seqno is the operator's call.
+    """
+    if not nodes:
+        return BootstrapDecision(None, "no controller hosts to inspect")
+    running = [n.host for n in nodes if n.running]
+    if running:
+        return BootstrapDecision(None, f"MariaDB still runs on {', '.join(running)}: do not bootstrap; restart the "
+                                       "stopped nodes so they join the running one (or stop all nodes first)")
+    usable = [n for n in nodes if n.seqno is not None and n.seqno != -1]
+    gvw = [n for n in nodes if n.has_gvwstate and n.seqno != -1]
+    if len(gvw) == 1:
+        return BootstrapDecision(gvw[0].host, f"{gvw[0].host} has gvwstate.dat: it was in the last primary component")
+    if len(gvw) > 1:
+        candidates = gvw
+    else:
+        safe = [n for n in usable if n.safe_to_bootstrap]
+        if len(safe) == 1:
+            return BootstrapDecision(safe[0].host, f"{safe[0].host} has safe_to_bootstrap: 1 (last node to leave)")
+        candidates = usable
+    if not candidates:
+        unknown = [n.host for n in nodes if n.seqno in (None, -1)]
+        return BootstrapDecision(None, f"no node has a usable seqno ({', '.join(unknown)} have -1 or no grastate.dat): "
+                                       "run `mysqld --wsrep-recover` on each node to find its position, then decide")
+    best = max(n.seqno for n in candidates)  # type: ignore[type-var]
+    top = [n for n in candidates if n.seqno == best]
+    if len(top) > 1:
+        return BootstrapDecision(None, f"{', '.join(n.host for n in top)} share the highest seqno {best}: choose one yourself")
+    skipped = [n.host for n in nodes if n.seqno == -1]
+    note = f" (never {', '.join(skipped)}: seqno -1)" if skipped else ""
+    return BootstrapDecision(top[0].host, f"{top[0].host} has the highest seqno {best}{note}")
+
+
+# ------------------------------------------------------------------------------------------ audit
+def append_audit(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Append one masked JSON line; directories created, file mode 0600, locked against concurrent runs."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        line = (json.dumps(mask_obj(dict(record)), default=str, sort_keys=False) + "\n").encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as exc:
+        raise OpsctlError(f"cannot write the runbook audit log {path}: {exc.strerror}",
+                          hint="set runbooks.audit_log in the config to a writable path") from None
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(line)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    finally:
+        os.close(fd)
+
+
+def audit_user() -> str:
+    user = getpass.getuser()
+    sudo = os.environ.get("SUDO_USER")
+    return f"{sudo} (as {user})" if sudo and sudo != user else user
+
+
+# ------------------------------------------------------------------------------------------ engine
+@dataclass
+class StepRecord:
+    id: str
+    kind: str
+    title: str
+    host: str | None = None
+    argv: list[str] | None = None
+    rc: int | None = None
+    output: str = ""
+    outcome: str = ""  # passed, failed, unexpected, done, skipped, dry-run, declined, error
+    expected: str = ""
+    duration: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if v not in (None, "")}
+        d["output"] = self.output[-OUTPUT_LIMIT:]
+        d["duration"] = round(self.duration, 3)
+        return d
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    result: str  # repaired, ok, not-repaired, aborted, stopped, dry-run
+    status: Status | None
+    steps: list[StepRecord] = field(default_factory=list)
+    verify: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+
+class Declined(OpsctlError):
+    exit_code = 130
+
+
+class Stopped(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+Printer = Callable[[str], None]
+Confirm = Callable[[str], bool]
+CheckRunner = Callable[[Sequence[str], Sequence[str]], list[Result]]
+
+
+@dataclass
+class Context:
+    """Everything a run needs from the outside world."""
+
+    config: Config
+    catalog: Mapping[str, Component]
+    inventory: Inventory
+    checks: Sequence[Check]
+    out: Printer = print
+    confirm: Confirm = lambda prompt: False
+    check_runner: CheckRunner | None = None  # tests may replace how checks are run
+    choose: Callable[[str, list[str]], str | None] = lambda prompt, options: None  # operator picks one
+    sleep: Callable[[float], None] = time.sleep
+
+
+def resolve_target(book: Runbook, inventory: Inventory, host: str | None, cloud_labels: Sequence[str] = ()) -> tuple[HostSpec, str]:
+    """The inventory host the runbook acts on and the host name the cloud knows it by."""
+    specs = list(inventory.hosts)
+    if host and host not in ("global", *cloud_labels):
+        for spec in specs:
+            if host in (spec.name, spec.address) or host in spec.labels.values():
+                return spec, host
+    candidates = [s for s in specs if not book.role or book.role in s.roles] or (specs if len(specs) == 1 else [])
+    if len(candidates) == 1:
+        subject = host if host and host not in ("global", *cloud_labels) else candidates[0].name
+        return candidates[0], subject
+    names = ", ".join(s.name for s in candidates or specs)
+    if host and host not in ("global", *cloud_labels):
+        raise UsageError(f"host {host!r} is not in the inventory", hint=f"hosts: {names}")
+    raise UsageError(f"runbook {book.id} needs a host: {len(candidates)} {book.role or ''} hosts in the inventory".replace("  ", " "),
+                     hint=f"pass --host (one of: {names})")
+
+
+def base_variables(book: Runbook, config: Config, catalog: Mapping[str, Component], target: HostSpec, subject: str,
+                   service: str | None, overrides: Mapping[str, str]) -> dict[str, Any]:
+    """The variables a runbook's templates may use."""
+    variables: dict[str, Any] = dict(book.vars)
+    variables.update(host=subject, target=target.name, address=target.address or "localhost")
+    svc_name = service or overrides.get("service") or book.service
+    if svc_name:
+        found = find_service(catalog, svc_name)
+        if found is None:
+            raise UsageError(f"unknown service {svc_name!r}", hint="services are named as in the catalog, e.g. nova-api, cinder-volume")
+        component, svc = found
+        variables.update(service=svc.name, component=component.name, unit=svc.units[0] if svc.units else svc.name,
+                         restart_argv=list(svc.restart_argv()), process=svc.processes[0] if svc.processes else svc.name,
+                         port=str(svc.ports[0]) if svc.ports else "")
+    rb = config.runbooks
+    openstack = list(rb.openstack_cli)
+    if config.cloud.clouds and "--os-cloud" not in openstack:
+        openstack += ["--os-cloud", config.cloud.clouds[0]]
+    variables.update(openstack=openstack, rabbitmqctl=list(config.rabbitmq.rabbitmqctl), mysql=list(rb.mysql_cli),
+                     mysql_datadir=rb.mysql_datadir, galera_bootstrap=list(rb.galera_bootstrap))
+    variables.update({k: v for k, v in overrides.items() if k != "service"})
+    missing = sorted(k for k, v in variables.items() if v is None)
+    if missing:
+        raise UsageError(f"runbook {book.id} needs {', '.join(missing)}", hint=" ".join(f"--set {m}=VALUE" for m in missing))
+    return variables
+
+
+class Engine:
+    """Runs one runbook once: steps in order, then the re-check, then the audit record."""
+
+    def __init__(self, book: Runbook, ctx: Context, target: HostSpec, variables: dict[str, Any], *,
+                 yes: bool = False, dry_run: bool = False, verify_checks: Sequence[str] | None = None,
+                 verify_timeout: float | None = None):
+        self.book, self.ctx, self.target = book, ctx, target
+        self.vars = variables
+        self.yes, self.dry_run = yes, dry_run
+        self.verify_checks = list(verify_checks or book.verify_checks)
+        self.verify_timeout = book.verify.timeout if verify_timeout is None else verify_timeout
+        self.records: list[StepRecord] = []
+        self._by_step: dict[str, list[StepRecord]] = {}
+        self._hosts: dict[str, Host] = {}
+
+    # -- hosts ---------------------------------------------------------------------------------
+    def _host(self, spec: HostSpec) -> Host:
+        key = f"{spec.name}@{'local' if spec.is_local else spec.address}"
+        if key not in self._hosts:
+            host = spec.connect()
+            connect = getattr(host, "connect", None)
+            if connect:
+                connect()
+            self._hosts[key] = host
+        return self._hosts[key]
+
+    def _where(self, step: Step) -> list[HostSpec]:
+        if step.where == "target":
+            return [self.target]
+        if step.where == "local":
+            return [HostSpec(socket.gethostname(), frozenset())]
+        if step.where.startswith("role:"):
+            specs = self.ctx.inventory.select(roles=[step.where[5:]])
+            if step.exclude:
+                left_out = render_text(step.exclude, self.vars)
+                specs = [s for s in specs if left_out not in (s.name, s.address)]
+                if not specs:
+                    self.ctx.out(f"  no other {step.where[5:]} host besides {left_out}")
+            elif not specs:
+                raise Stopped(f"step {step.id}: no host with role {step.where[5:]} in the inventory")
+            return specs
+        name = render_text(step.where[5:], self.vars)
+        return [self.ctx.inventory.get(name)]
+
+    def close(self) -> None:
+        for host in self._hosts.values():
+            host.close()
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        started = dt.datetime.now(dt.timezone.utc)
+        out = self.ctx.out
+        mode = " (dry run: actions are shown, not run)" if self.dry_run else ""
+        out(f"runbook {self.book.id}: {self.book.title}{mode}")
+        out(f"  host: {self.target.name}" + (f" ({self.vars['host']})" if self.vars.get("host") != self.target.name else ""))
+        outcome: RunOutcome
+        try:
+            try:
+                for number, step in enumerate(self.book.steps, 1):
+                    self._step(number, step)
+            except Stopped as stop:
+                out(f"stopped: {stop.message}")
+                outcome = self._final(stopped=stop.message)
+            except Declined as exc:
+                out(f"aborted: {exc.message}")
+                outcome = RunOutcome(exc.exit_code, "aborted", None, self.records, message=exc.message)
+            else:
+                outcome = self._final()
+        finally:
+            self.close()
+        self._audit(started, outcome)
+        return outcome
+
+    def _step(self, number: int, step: Step) -> None:
+        out = self.ctx.out
+        out(f"\n[{number}/{len(self.book.steps) + 1}] {step.kind}: {step.title}")
+        if step.when and not self._condition(step.when):
+            out(f"  skipped: step {step.when.step} did not {step.when.outcome[:-2] if step.when.outcome == 'passed' else 'fail'}")
+            self._record(StepRecord(step.id, step.kind, step.title, outcome="skipped"))
+            return
+        empty = sorted(v for v in template_vars([*(step.run or []), step.where, step.exclude or ""])
+                       if self.vars.get(v) == "")
+        if empty:
+            out(f"  skipped: give {' '.join(f'--set {v}=...' for v in empty)} to run this step")
+            self._record(StepRecord(step.id, step.kind, step.title, outcome="skipped"))
+            return
+        if step.note:
+            out(f"  note: {render_text(step.note, self.vars) if _all_known(step.note, self.vars) else step.note}")
+        if step.check:
+            self._check_step(step)
+        elif step.builtin == "tail_logs":
+            for spec in self._where(step):
+                self._tail_logs(step, spec)
+        elif step.builtin == "galera_bootstrap":
+            self._galera_step(step)
+        elif step.run is None:
+            self._manual_step(step)
+        else:
+            for item in self._items(step):
+                variables = {**self.vars, "item": item} if item is not None else self.vars
+                argv = render_argv(step.run, variables)
+                for spec in self._where(step) if not step.where.startswith("host:") else [self.ctx.inventory.get(render_text(step.where[5:], variables))]:
+                    if step.kind == "diagnostic":
+                        self._diagnostic(step, spec, argv)
+                    else:
+                        self._action(step, spec, argv)
+
+    def _items(self, step: Step) -> list[str | None]:
+        if not step.foreach:
+            return [None]
+        lines = [ln.strip() for r in self._by_step.get(step.foreach, []) for ln in r.output.splitlines() if ln.strip()]
+        if not lines:
+            self.ctx.out(f"  nothing to do: step {step.foreach} listed no items")
+        return list(dict.fromkeys(lines))
+
+    def _condition(self, when: When) -> bool:
+        records = self._by_step.get(when.step, [])
+        failed = any(r.outcome in ("unexpected", "error", "failed") for r in records)
+        passed = bool(records) and all(r.outcome == "passed" for r in records)
+        return failed if when.outcome == "failed" else passed
+
+    def _record(self, rec: StepRecord) -> StepRecord:
+        self.records.append(rec)
+        self._by_step.setdefault(rec.id, []).append(rec)
+        return rec
+
+    def _exec(self, spec: HostSpec, argv: list[str], timeout: float, stdin: str | None = None) -> tuple[int | None, str, str]:
+        """Run argv on a host: (rc, combined output, error text)."""
+        try:
+            res = self._host(spec).run(argv, timeout=timeout, input=stdin.encode() if stdin is not None else None)
+        except (CommandNotFound, CommandTimeout, HostError) as exc:
+            return None, "", exc.message
+        text = res.stdout + (("\n" if res.stdout and not res.stdout.endswith("\n") else "") + res.stderr if res.stderr else "")
+        return res.rc, text, ""
+
+    def _show(self, text: str) -> None:
+        for line in mask(text).rstrip("\n").splitlines()[-200:]:
+            self.ctx.out(f"    {line}")
+
+    def _diagnostic(self, step: Step, spec: HostSpec, argv: list[str]) -> None:
+        out = self.ctx.out
+        out(f"  on {spec.name}: {mask(shlex.join(argv))}")
+        expect = step.expect
+        if expect:
+            out(f"  expected: {expect.describe()}")
+        deadline = time.monotonic() + (step.retry.timeout if step.retry else 0)
+        t0 = time.monotonic()
+        while True:
+            rc, text, error = self._exec(spec, argv, step.timeout)
+            met = error == "" and _meets(expect, rc, text)
+            if met or not step.retry or time.monotonic() >= deadline:
+                break
+            out(f"  not yet ({_short(rc, error)}); retrying in {step.retry.interval:g}s")
+            self.ctx.sleep(min(step.retry.interval, max(0.0, deadline - time.monotonic())))
+        self._show(text or error)
+        outcome = "error" if error else ("passed" if met else "unexpected")
+        out(f"  -> {outcome}" + (f" ({_short(rc, error)})" if outcome != "passed" else ""))
+        self._record(StepRecord(step.id, "diagnostic", step.title, spec.name, argv, rc, text or error, outcome,
+                                expect.describe() if expect else "", time.monotonic() - t0))
+        if step.required and outcome != "passed":
+            raise Stopped(f"step {step.id} did not show what is needed to go on ({expect.describe() if expect else 'success'})")
+
+    def _action(self, step: Step, spec: HostSpec, argv: list[str]) -> None:
+        out = self.ctx.out
+        shown = mask(shlex.join(argv))
+        out(f"  on {spec.name}: {shown}")
+        if self.dry_run:
+            out("  -> dry run: not run")
+            self._record(StepRecord(step.id, "action", step.title, spec.name, argv, outcome="dry-run"))
+            return
+        if not self.yes and not self.ctx.confirm(f"  run this on {spec.name}?"):
+            self._record(StepRecord(step.id, "action", step.title, spec.name, argv, outcome="declined"))
+            raise Declined(f"action {step.id} declined by the operator; nothing further was changed")
+        t0 = time.monotonic()
+        stdin = render_text(step.input, self.vars) if step.input is not None else None
+        if stdin is not None:
+            self._show(f"with input:\n{stdin}")
+        rc, text, error = self._exec(spec, argv, step.timeout, stdin)
+        self._show(text or error)
+        ok = error == "" and _meets(step.expect or Expect(rc=0), rc, text)
+        rec = self._record(StepRecord(step.id, "action", step.title, spec.name, argv, rc, text or error,
+                                      "done" if ok else "failed", (step.expect or Expect(rc=0)).describe(), time.monotonic() - t0))
+        out(f"  -> {rec.outcome}" + ("" if ok else f" ({_short(rc, error)})"))
+        if not ok:
+            raise Stopped(f"action {step.id} failed on {spec.name}")
+
+    def _manual_step(self, step: Step) -> None:
+        out = self.ctx.out
+        out("  (manual step: do this by hand)")
+        if self.dry_run or self.yes:
+            self._record(StepRecord(step.id, "action", step.title, outcome="dry-run" if self.dry_run else "acknowledged"))
+            return
+        if not self.ctx.confirm("  done, continue?"):
+            self._record(StepRecord(step.id, "action", step.title, outcome="declined"))
+            raise Declined(f"manual step {step.id} not confirmed")
+        self._record(StepRecord(step.id, "action", step.title, outcome="acknowledged"))
+
+    # -- checks ----------------------------------------------------------------------------------
+    def _run_checks(self, check_ids: Sequence[str]) -> list[Result]:
+        if self.ctx.check_runner is not None:
+            return self.ctx.check_runner(check_ids, [self.target.name])
+        return run_named_checks(self.ctx, check_ids, self.target)
+
+    def _relevant(self, results: list[Result]) -> list[Result]:
+        """Results about the host repaired when there are any, else all (cloud-wide checks)."""
+        names = {self.target.name, str(self.vars.get("host"))}
+        mine = [r for r in results if r.host in names]
+        return mine or results
+
+    def _check_step(self, step: Step) -> None:
+        t0 = time.monotonic()
+        results = self._relevant(self._run_checks([step.check]))  # type: ignore[list-item]
+        text = "\n".join(f"{r.status.name:8} {r.check} @ {r.host}: {r.summary}" for r in results) or "(no results)"
+        self._show(text)
+        status = worst(r.status for r in results)
+        met = step.expect is None or step.expect.status is None or status.name == step.expect.status
+        outcome = "passed" if met else "unexpected"
+        self.ctx.out(f"  -> {status.name}")
+        self._record(StepRecord(step.id, "diagnostic", step.title, self.target.name, None, int(status), text, outcome,
+                                step.expect.describe() if step.expect else "", time.monotonic() - t0))
+        if step.required and not met:
+            raise Stopped(f"step {step.id}: check {step.check} is {status.name}")
+
+    def _final(self, stopped: str | None = None) -> RunOutcome:
+        out = self.ctx.out
+        ids = self.verify_checks
+        timeout = 0 if (self.dry_run or stopped) else self.verify_timeout
+        out(f"\n[{len(self.book.steps) + 1}/{len(self.book.steps) + 1}] verify: re-run {', '.join(ids)}"
+            + (f" (up to {timeout:g}s)" if timeout else ""))
+        deadline = time.monotonic() + timeout
+        while True:
+            results = self._relevant(self._run_checks(ids))
+            status = worst(r.status for r in results)
+            if status == Status.OK or time.monotonic() >= deadline:
+                break
+            out(f"  still {status.name}; re-checking in {self.book.verify.interval:g}s")
+            self.ctx.sleep(min(self.book.verify.interval, max(0.0, deadline - time.monotonic())))
+        for r in results:
+            out(mask(f"    {r.status.name:8} {r.check} @ {r.host}: {r.summary}"))
+        verify = [r.to_dict() for r in results]
+        if stopped:
+            return RunOutcome(int(status), "stopped", status, self.records, verify, stopped)
+        if self.dry_run:
+            out(f"dry run: nothing changed; the check is {status.name}")
+            return RunOutcome(int(status), "dry-run", status, self.records, verify)
+        acted = any(r.kind == "action" and r.outcome == "done" for r in self.records)
+        if status == Status.OK:
+            result = "repaired" if acted else "ok"
+            out(f"{'REPAIRED' if acted else 'OK'}: {', '.join(ids)} now OK")
+            return RunOutcome(0, result, status, self.records, verify)
+        out(f"NOT REPAIRED: {', '.join(ids)} is still {status.name}")
+        return RunOutcome(int(status), "not-repaired", status, self.records, verify)
+
+    # -- builtins ----------------------------------------------------------------------------------
+    def _tail_logs(self, step: Step, spec: HostSpec) -> None:
+        out = self.ctx.out
+        t0 = time.monotonic()
+        patterns = []
+        svc = find_service(self.ctx.catalog, str(self.vars.get("service", "")))
+        if svc:
+            patterns = list(svc[1].logs)
+        pattern = re.compile(step.pattern) if step.pattern else None
+        chunks: list[str] = []
+        try:
+            host = self._host(spec)
+            files = [f for p in patterns for f in host.glob(p)]
+            for path in files[:8]:
+                lines = _tail(host, path, step.lines * (20 if pattern else 1))
+                if pattern:
+                    lines = [ln for ln in lines if pattern.search(ln)]
+                chunks.append(f"==> {path} <==\n" + "\n".join(lines[-step.lines:]))
+            text = "\n".join(chunks) if files else f"no log files match {', '.join(patterns) or '(no service)'}"
+            outcome = "passed"
+        except (HostError, OSError) as exc:
+            text, outcome = f"cannot read logs: {getattr(exc, 'message', None) or exc}", "error"
+        out(f"  on {spec.name}: last {step.lines} lines" + (f" matching /{step.pattern}/" if pattern else "")
+            + f" of {', '.join(patterns) or '-'}")
+        self._show(text)
+        self._record(StepRecord(step.id, "diagnostic", step.title, spec.name, None, None, text, outcome, "", time.monotonic() - t0))
+
+    def _galera_step(self, step: Step) -> None:
+        out = self.ctx.out
+        t0 = time.monotonic()
+        datadir = str(self.vars.get("mysql_datadir") or "/var/lib/mysql")
+        nodes, lines = [], []
+        for spec in self._where(step):
+            try:
+                host = self._host(spec)
+                grastate = _read_text(host, f"{datadir}/grastate.dat")
+                gvw = host.exists(f"{datadir}/gvwstate.dat")
+                procs = host.run(["pgrep", "-x", "mariadbd|mysqld"], timeout=step.timeout)
+                running = procs.rc == 0
+            except (HostError, OSError, CommandNotFound, CommandTimeout) as exc:
+                lines.append(f"{spec.name}: cannot inspect: {getattr(exc, 'message', None) or exc}")
+                nodes.append(GaleraNode(spec.name, running=False, seqno=None))
+                continue
+            node = galera_node(spec.name, grastate, gvw, running)
+            nodes.append(node)
+            lines.append(f"{spec.name}: mariadb {'RUNNING' if running else 'stopped'}, "
+                         f"seqno {node.seqno if node.seqno is not None else '(no grastate.dat)'}, "
+                         f"safe_to_bootstrap {int(node.safe_to_bootstrap)}, gvwstate.dat {'present' if gvw else 'absent'}")
+        self._show("\n".join(lines))
+        decision = choose_bootstrap_node(nodes)
+        usable = [n.host for n in nodes if n.seqno not in (None, -1)]
+        if decision.host is None and usable and not any(n.running for n in nodes) and not (self.yes or self.dry_run):
+            self._show(f"no automatic choice: {decision.reason}")
+            chosen = self.ctx.choose("  bootstrap from which node? (empty: none, stop here)", usable)
+            if chosen:
+                decision = BootstrapDecision(chosen, f"chosen by the operator (automatic rules: {decision.reason})")
+        lines.append(f"bootstrap node: {decision.host or 'NONE'}: {decision.reason}")
+        self._show(lines[-1])
+        text = "\n".join(lines)
+        outcome = "passed" if decision.host else "unexpected"
+        self._record(StepRecord(step.id, "diagnostic", step.title, None, None, None, text, outcome,
+                                "every node stopped and one safe bootstrap candidate", time.monotonic() - t0))
+        if decision.host is None:
+            raise Stopped(f"no safe Galera bootstrap node: {decision.reason}")
+        self.vars["bootstrap_host"] = decision.host
+
+    # -- audit -------------------------------------------------------------------------------------
+    def _audit(self, started: dt.datetime, outcome: RunOutcome) -> None:
+        record = {
+            "time": started.isoformat(timespec="seconds"),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "user": audit_user(),
+            "runbook": self.book.id,
+            "host": self.target.name,
+            "subject": self.vars.get("host"),
+            "service": self.vars.get("service"),
+            "dry_run": self.dry_run,
+            "yes": self.yes,
+            "steps": [r.to_dict() for r in outcome.steps],
+            "verify": outcome.verify,
+            "result": outcome.result,
+            "status": outcome.status.name if outcome.status is not None else None,
+            "exit_code": outcome.exit_code,
+            "message": outcome.message,
+        }
+        append_audit(self.ctx.config.runbooks.audit_log, record)
+
+
+def run_named_checks(ctx: Context, check_ids: Sequence[str], target: HostSpec) -> list[Result]:
+    """Run checks by id: host-scoped ones on the target host only, the others cloud-/infra-wide."""
+    from opsctl.runner import Selection, run_checks
+
+    by_id = {c.id: c for c in ctx.checks}
+    missing = [c for c in check_ids if c not in by_id]
+    if missing:
+        raise DataError(f"check(s) {', '.join(missing)} are not installed", hint="list them with: opsctl check --list")
+    host_ids = tuple(c for c in check_ids if by_id[c].scope == "host")
+    other_ids = tuple(c for c in check_ids if by_id[c].scope != "host")
+    results: list[Result] = []
+    if host_ids:
+        inventory = Inventory((target,), "runbook target")
+        results += run_checks(ctx.checks, inventory, ctx.config, ctx.catalog, Selection(checks=host_ids)).results
+    if other_ids:
+        results += run_checks(ctx.checks, ctx.inventory, ctx.config, ctx.catalog, Selection(checks=other_ids)).results
+    return results
+
+
+def _meets(expect: Expect | None, rc: int | None, text: str) -> bool:
+    if expect is None:
+        return rc == 0
+    if expect.rc is not None:
+        wanted = [expect.rc] if isinstance(expect.rc, int) else expect.rc
+        if rc not in wanted:
+            return False
+    elif rc is None:
+        return False
+    if expect.regex and not re.search(expect.regex, text, re.M):
+        return False
+    if expect.not_regex and re.search(expect.not_regex, text, re.M):
+        return False
+    return True
+
+
+def _short(rc: int | None, error: str) -> str:
+    return error.splitlines()[0] if error else f"exit code {rc}"
+
+
+def _all_known(text: str, variables: Mapping[str, Any]) -> bool:
+    return all(variables.get(v) is not None for v in template_vars(text))
+
+
+def _read_text(host: Host, path: str) -> str | None:
+    try:
+        return host.read_file(path, max_bytes=65536).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == 2:
+            return None
+        raise
+
+
+def _tail(host: Host, path: str, lines: int) -> list[str]:
+    """The last `lines` lines of a file, reading at most 4 MiB from its end."""
+    size = host.stat(path).size
+    want = min(size, max(65536, lines * 400), 4 << 20)
+    with host.open(path) as fh:
+        fh.seek(size - want)
+        data = fh.read(want)
+    text = data.decode("utf-8", "replace").splitlines()
+    if want < size and text:
+        text = text[1:]
+    return text[-lines:]
