@@ -1,0 +1,288 @@
+"""The runbook engine on the local host: real commands, real checks through the real runner."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from opsctl import config as configmod
+from opsctl import runbook as rb
+from opsctl.checkdef import check
+from opsctl.components import CATALOG, apply_overrides
+from opsctl.errors import UsageError
+from opsctl.inventory import HostSpec, Inventory
+from opsctl.secrets import clear_registered, register_secret
+from tests_runbook_helpers import GRASTATE, GVWSTATE
+
+
+def make_check(marker: Path, delay: float = 0.0):
+    """A real check: OK once `marker` exists (and is older than `delay` seconds)."""
+
+    @check("demo.marker", runbook="demo-fix", scope="host")
+    def run(ctx):
+        """The marker file exists."""
+        if marker.exists() and time.time() - marker.stat().st_mtime >= delay:
+            yield ctx.ok("marker present")
+        else:
+            yield ctx.critical("marker missing")
+
+    return run
+
+
+def book(steps, verify_timeout=5, **extra):
+    data = {"id": "demo-fix", "title": "Demo", "symptoms": ["marker missing"], "checks": ["demo.marker"],
+            "steps": steps, "verify": {"timeout": verify_timeout, "interval": 0.2}, **extra}
+    return rb.parse_runbook(data, "<test>")
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, delay: float = 0.0, config: dict | None = None, roles=("controller",)):
+        self.marker = tmp_path / "marker"
+        self.audit = tmp_path / "audit" / "sub" / "runbooks.log"
+        cfg = {"runbooks": {"audit_log": str(self.audit)}, **(config or {})}
+        self.config = configmod.parse(cfg)
+        self.catalog = apply_overrides(CATALOG, self.config.component_overrides())
+        self.target = HostSpec("node1", frozenset(roles))
+        self.inventory = Inventory((self.target,), "test")
+        self.lines: list[str] = []
+        self.answers: list[bool] = []
+        self.check = make_check(self.marker, delay)
+
+    def run(self, runbook, *, yes=False, dry_run=False, sets=None, service=None):
+        ctx = rb.Context(self.config, self.catalog, self.inventory, [self.check], out=self.lines.append,
+                         confirm=lambda prompt: self.answers.pop(0) if self.answers else False)
+        variables = rb.base_variables(runbook, self.config, self.catalog, self.target, "node1", service,
+                                      {"marker": str(self.marker), **(sets or {})})
+        return rb.Engine(runbook, ctx, self.target, variables, yes=yes, dry_run=dry_run).run()
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.audit.read_text().splitlines()]
+
+
+FIX = [
+    {"id": "look", "diagnostic": "Is the marker there?", "run": ["ls", "{marker}"], "expect": {"rc": 0}},
+    {"id": "fix", "action": "Create the marker", "run": ["touch", "{marker}"]},
+]
+
+
+def test_action_with_yes_repairs_and_exits_0(tmp_path):
+    h = Harness(tmp_path)
+    out = h.run(book(FIX), yes=True)
+    assert out.exit_code == 0 and out.result == "repaired"
+    assert h.marker.exists()
+    assert "REPAIRED" in h.text and f"touch {h.marker}" in h.text
+    look = out.steps[0]
+    assert look.outcome == "unexpected" and look.rc != 0 and "No such file" in look.output
+    rec = h.records()[-1]
+    assert rec["runbook"] == "demo-fix" and rec["result"] == "repaired" and rec["exit_code"] == 0
+    assert rec["user"] and rec["time"] and rec["host"] == "node1"
+    assert [s["id"] for s in rec["steps"]] == ["look", "fix"]
+    assert rec["verify"][0]["status"] == "OK"
+    assert stat.S_IMODE(h.audit.stat().st_mode) == 0o600
+
+
+def test_dry_run_changes_nothing_and_returns_the_check_status(tmp_path):
+    h = Harness(tmp_path)
+    out = h.run(book(FIX), dry_run=True)
+    assert not h.marker.exists()
+    assert out.exit_code == 2 and out.result == "dry-run"
+    assert f"touch {h.marker}" in h.text and "dry run: not run" in h.text
+    assert h.records()[-1]["steps"][1]["outcome"] == "dry-run"
+
+
+def test_declined_action_aborts_without_change(tmp_path):
+    h = Harness(tmp_path)
+    h.answers = [False]
+    out = h.run(book(FIX))
+    assert out.exit_code == 130 and out.result == "aborted"
+    assert not h.marker.exists()
+    assert h.records()[-1]["result"] == "aborted"
+
+
+def test_confirmed_action_runs(tmp_path):
+    h = Harness(tmp_path)
+    h.answers = [True]
+    assert h.run(book(FIX)).exit_code == 0 and h.marker.exists()
+
+
+def test_failing_action_stops_and_reports_the_check_status(tmp_path):
+    h = Harness(tmp_path)
+    steps = [{"id": "broken", "action": "Fails", "run": ["false"]}, FIX[1]]
+    out = h.run(book(steps), yes=True)
+    assert out.exit_code == 2 and out.result == "stopped"
+    assert not h.marker.exists()  # the later action did not run
+    assert [s.id for s in out.steps] == ["broken"]
+
+
+def test_missing_command_is_a_failed_action_not_a_crash(tmp_path):
+    h = Harness(tmp_path)
+    out = h.run(book([{"id": "x", "action": "No such tool", "run": ["opsctl-no-such-command-xyz"]}]), yes=True)
+    assert out.result == "stopped" and "command not found" in out.steps[0].output
+
+
+def test_verify_retries_until_ok_within_the_bound(tmp_path):
+    h = Harness(tmp_path, delay=1.0)
+    t0 = time.monotonic()
+    out = h.run(book(FIX, verify_timeout=10), yes=True)
+    assert out.exit_code == 0 and 1.0 <= time.monotonic() - t0 < 10
+    assert "still CRITICAL" in h.text
+
+
+def test_verify_gives_up_at_its_bound(tmp_path):
+    h = Harness(tmp_path)
+    t0 = time.monotonic()
+    out = h.run(book([{"id": "noop", "action": "Does not fix it", "run": ["true"]}], verify_timeout=1.5), yes=True)
+    assert out.exit_code == 2 and out.result == "not-repaired"
+    assert 1.5 <= time.monotonic() - t0 < 6
+    assert "NOT REPAIRED" in h.text
+
+
+def test_already_ok_is_exit_0_result_ok(tmp_path):
+    h = Harness(tmp_path)
+    h.marker.touch()
+    out = h.run(book([{"id": "look", "diagnostic": "ls", "run": ["ls", "{marker}"]}]), yes=True)
+    assert out.exit_code == 0 and out.result == "ok"
+
+
+def test_diagnostic_retry_is_bounded(tmp_path):
+    h = Harness(tmp_path)
+    steps = [{"id": "wait", "diagnostic": "wait for marker", "run": ["ls", "{marker}"], "expect": {"rc": 0},
+              "retry": {"timeout": 1, "interval": 0.2}, "required": True}, FIX[1]]
+    t0 = time.monotonic()
+    out = h.run(book(steps), yes=True)
+    assert time.monotonic() - t0 < 5
+    assert out.result == "stopped" and not h.marker.exists()
+
+
+def test_when_and_foreach(tmp_path):
+    h = Harness(tmp_path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    steps = [
+        {"id": "list", "diagnostic": "names", "run": ["printf", "%s\\n%s\\n", str(a), str(b)]},
+        {"id": "make", "action": "create each", "run": ["touch", "{item}"], "foreach": "list"},
+        {"id": "ok", "diagnostic": "passes", "run": ["true"]},
+        {"id": "never", "action": "only if ok failed", "run": ["touch", "{marker}"], "when": {"step": "ok", "outcome": "failed"}},
+        {"id": "yes", "action": "only if ok passed", "run": ["touch", "{marker}"], "when": {"step": "ok", "outcome": "passed"}},
+    ]
+    out = h.run(book(steps), yes=True)
+    assert a.exists() and b.exists()
+    assert [s.outcome for s in out.steps if s.id == "never"] == ["skipped"]
+    assert out.exit_code == 0
+
+
+def test_argv_templating_never_builds_shell_strings(tmp_path):
+    h = Harness(tmp_path)
+    evil = f"$(touch {tmp_path}/pwned); rm -rf /nonexistent"
+    steps = [{"id": "echo", "diagnostic": "echo the value", "run": ["echo", "{value}"]}]
+    out = h.run(book(steps, vars={"value": ""}), sets={"value": evil})
+    assert out.steps[0].output.strip() == evil
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_list_variables_splice_into_argv():
+    argv = rb.render_argv(["{restart_argv}", "--x={unit}", "%{{http_code}}"], {"restart_argv": ["docker", "restart", "nova_compute"], "unit": "u"})
+    assert argv == ["docker", "restart", "nova_compute", "--x=u", "%{http_code}"]
+    with pytest.raises(UsageError):
+        rb.render_argv(["{nope}"], {})
+
+
+def test_catalog_restart_override_reaches_the_runbook(tmp_path):
+    h = Harness(tmp_path, config={"components": {"nova": {"services": {"nova-compute": {"restart": ["echo", "restarted"]}}}}})
+    variables = rb.base_variables(book(FIX), h.config, h.catalog, h.target, "node1", "nova-compute", {})
+    assert variables["restart_argv"] == ["echo", "restarted"] and variables["unit"] == "nova-compute"
+    default = rb.base_variables(book(FIX), configmod.Config(), CATALOG, h.target, "node1", "cinder-volume", {})
+    assert default["restart_argv"] == ["systemctl", "restart", "cinder-volume"]
+
+
+def test_missing_required_variable_is_a_usage_error(tmp_path):
+    h = Harness(tmp_path)
+    with pytest.raises(UsageError) as err:
+        rb.base_variables(book(FIX, vars={"server": None}), h.config, h.catalog, h.target, "node1", None, {})
+    assert "--set server=" in err.value.hint
+
+
+def test_empty_optional_variable_skips_its_step(tmp_path):
+    h = Harness(tmp_path)
+    steps = [{"id": "show", "diagnostic": "show server", "run": ["echo", "{server}"]}, FIX[1]]
+    out = h.run(book(steps, vars={"server": ""}), yes=True)
+    assert out.steps[0].outcome == "skipped" and "--set server=" in h.text and out.exit_code == 0
+
+
+def test_secrets_are_masked_in_output_and_audit(tmp_path):
+    h = Harness(tmp_path)
+    register_secret("Sup3rS3cretValue")
+    try:
+        steps = [{"id": "leak", "diagnostic": "prints a secret", "run": ["echo", "password=Sup3rS3cretValue"]}, FIX[1]]
+        h.run(book(steps), yes=True)
+    finally:
+        clear_registered()
+    assert "Sup3rS3cretValue" not in h.text
+    assert "Sup3rS3cretValue" not in h.audit.read_text()
+
+
+def test_tail_logs_reads_the_catalog_logs(tmp_path):
+    log = tmp_path / "svc.log"
+    log.write_text("".join(f"2026-11-24 12:00:{i % 60:02d} INFO line {i}\n" for i in range(5000))
+                   + "2026-11-24 12:01:00 ERROR oslo.messaging AMQP server is unreachable\n")
+    h = Harness(tmp_path, config={"components": {"nova": {"services": {"nova-compute": {"logs": [str(tmp_path / "*.log")]}}}}})
+    steps = [{"id": "log", "diagnostic": "errors", "builtin": "tail_logs", "pattern": "ERROR", "lines": 5}, FIX[1]]
+    out = h.run(book(steps), yes=True, service="nova-compute")
+    assert "AMQP server is unreachable" in out.steps[0].output and "INFO" not in out.steps[0].output
+
+
+def test_galera_step_reads_state_files_and_refuses_while_mariadb_runs(tmp_path):
+    (tmp_path / "grastate.dat").write_text(GRASTATE.format(seqno=8204503945773, safe=0))
+    (tmp_path / "gvwstate.dat").write_text(GVWSTATE)
+    h = Harness(tmp_path, config={"runbooks": {"audit_log": str(tmp_path / "a.log"), "mysql_datadir": str(tmp_path)}})
+    h.audit = tmp_path / "a.log"
+    steps = [{"id": "choose", "diagnostic": "choose", "builtin": "galera_bootstrap", "where": "role:controller"},
+             {"id": "boot", "action": "bootstrap", "run": ["touch", "{marker}"], "where": "host:{bootstrap_host}"}]
+    out = h.run(book(steps), yes=True)
+    text = out.steps[0].output
+    assert "seqno 8204503945773" in text and "gvwstate.dat present" in text
+    running = subprocess.run(["pgrep", "-x", "mariadbd|mysqld"], capture_output=True).returncode == 0
+    if running:  # e.g. the testbed's MariaDB on this machine: bootstrapping must be refused
+        assert out.result == "stopped" and "RUNNING" in text and not h.marker.exists()
+    else:
+        assert "bootstrap node: node1" in text and h.marker.exists()
+
+
+def _append_many(path: str, worker: int) -> None:
+    for i in range(200):
+        rb.append_audit(path, {"worker": worker, "i": i, "pad": "x" * 3000})
+
+
+def test_audit_append_is_concurrency_safe_and_private(tmp_path):
+    path = tmp_path / "deep" / "dir" / "audit.log"
+    old = os.umask(0o022)
+    try:
+        procs = [multiprocessing.Process(target=_append_many, args=(str(path), w)) for w in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+    finally:
+        os.umask(old)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 800
+    assert {(d["worker"], d["i"]) for d in map(json.loads, lines)} == {(w, i) for w in range(4) for i in range(200)}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_audit_log_unwritable_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(rb.OpsctlError) as err:
+        rb.append_audit(blocker / "audit.log", {"x": 1})
+    assert "audit log" in err.value.message
