@@ -121,6 +121,7 @@ class RabbitSection(Strict):
 
 class MemcachedSection(Strict):
     servers: list[str] = ["127.0.0.1:11211"]
+    timeout: float = Field(3.0, gt=0)  # connect and read timeout per server, seconds
 
 
 class CheckSection(Strict):
@@ -155,6 +156,8 @@ class ComponentOverride(Strict):
 class LogsSection(Strict):
     state_dir: str = "/var/lib/opsctl/logs"
     max_line_bytes: int = Field(1 << 20, ge=1024)
+    workers: int | None = Field(None, ge=1, le=64)  # processes scanning local files (default: CPU count)
+    ship_settle_seconds: float = Field(5.0, ge=0)  # a file's last event is shipped once it is this old
 
 
 class ElasticsearchSection(Strict):
@@ -167,6 +170,7 @@ class ElasticsearchSection(Strict):
     ca_certs: str | None = None
     verify_certs: bool = True
     timeout: float = Field(30.0, gt=0)
+    bulk_size: int = Field(500, ge=1, le=10000)  # documents per bulk request (and per checkpoint commit)
 
 
 class ExporterSection(Strict):
@@ -179,7 +183,7 @@ class ExporterSection(Strict):
 class BackupSchedule(Strict):
     """One timetable entry: `every` day/hour/<weekday>/minutes, `at` HH:MM (or :MM), what to run."""
 
-    every: Literal["minute", "minutes", "hour", "hours", "day", "days", "monday", "tuesday", "wednesday", "thursday",
+    every: Literal["second", "seconds", "minute", "minutes", "hour", "hours", "day", "days", "monday", "tuesday", "wednesday", "thursday",
                    "friday", "saturday", "sunday"] = "day"
     interval: int = Field(1, ge=1)
     at: str | None = None

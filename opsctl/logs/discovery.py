@@ -1,0 +1,152 @@
+"""Find the log files of each service on a host from the component catalog (globs, log dirs), rotated and
+compressed ones included, and open them as byte streams (gzip transparently) on local or remote hosts."""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import hashlib
+import io
+import logging
+import posixpath
+from dataclasses import dataclass
+from typing import IO, Iterable, Mapping, Sequence
+
+from opsctl.components import Component
+from opsctl.hosts import Host, LocalHost
+
+log = logging.getLogger(__name__)
+
+ROTATED_SUFFIX = "[.-]*"  # nova-api.log.1, .log.2.gz, .log-20261124(.gz)
+DIR_PATTERNS = ("*.log", "*.log[.-]*", "*.out", "*.err", "*.txt")
+HEAD_BYTES = 64 * 1024
+BUFFER = 1 << 20
+
+
+@dataclass(frozen=True)
+class LogFile:
+    host: str
+    path: str
+    component: str
+    service: str
+    size: int
+    mtime: float
+
+    @property
+    def compressed(self) -> bool:
+        return self.path.endswith(".gz")
+
+
+def guess_service(path: str, catalog: Mapping[str, Component], default: tuple[str, str] = ("", "")) -> tuple[str, str]:
+    """(component, service) for a log file name: glob match first, then name prefixes."""
+    base = posixpath.basename(path)
+    for comp in catalog.values():
+        for svc in comp.services:
+            for pattern in svc.logs:
+                pat = posixpath.basename(pattern)
+                if pat not in ("*.log", "syslog") and (fnmatch.fnmatchcase(base, pat) or fnmatch.fnmatchcase(base, pat + ROTATED_SUFFIX)):
+                    return comp.name, svc.name
+    stem = base.split(".", 1)[0]
+    best: tuple[str, str] | None = None
+    for comp in catalog.values():
+        for svc in comp.services:
+            if stem == svc.name:
+                return comp.name, svc.name
+            if stem.startswith(svc.name) and (best is None or len(svc.name) > len(best[1])):
+                best = (comp.name, svc.name)
+        if best is None and comp.services and (stem == comp.name or stem.startswith(comp.name + "-")):
+            best = (comp.name, comp.services[0].name)
+    return best or default
+
+
+def discover(host: Host, catalog: Mapping[str, Component], *, components: Sequence[str] = (), services: Sequence[str] = (),
+             since: float | None = None, paths: Sequence[str] = ()) -> list[LogFile]:
+    """Log files on one host, newest content last per service; files last written before `since` are skipped."""
+    found: dict[str, tuple[str, str]] = {}
+    if paths:
+        for pattern in paths:
+            for path in _glob(host, pattern):
+                found.setdefault(path, guess_service(path, catalog, ("", posixpath.basename(path).split(".", 1)[0])))
+    else:
+        for comp in catalog.values():
+            if components and comp.name not in components:
+                continue
+            for svc in comp.services:
+                if services and svc.name not in services:
+                    continue
+                for pattern in svc.logs:
+                    for path in _glob(host, pattern) + _glob(host, pattern + ROTATED_SUFFIX):
+                        found.setdefault(path, (comp.name, svc.name))
+            for directory in comp.log_dirs:
+                for pat in DIR_PATTERNS:
+                    for path in _glob(host, posixpath.join(directory, pat)):
+                        if path in found:
+                            continue
+                        cname, sname = guess_service(path, catalog, (comp.name, comp.name))
+                        if services and sname not in services:
+                            continue
+                        if components and cname not in components:
+                            continue
+                        found[path] = (cname, sname)
+    files = []
+    for path, (cname, sname) in found.items():
+        try:
+            st = host.stat(path)
+        except OSError:
+            continue
+        if st.is_dir or (since is not None and st.mtime < since):
+            continue
+        files.append(LogFile(host.name, path, cname, sname, st.size, st.mtime))
+    return sorted(files, key=lambda f: (f.service, -f.mtime, f.path))
+
+
+def _glob(host: Host, pattern: str) -> list[str]:
+    try:
+        return host.glob(pattern)
+    except OSError as exc:
+        log.debug("%s: glob %s failed: %s", host.name, pattern, exc)
+        return []
+
+
+def open_log(host: Host, path: str) -> IO[bytes]:
+    """A buffered binary stream of the file's (uncompressed) content."""
+    if isinstance(host, LocalHost):
+        raw: IO[bytes] = open(path, "rb", buffering=BUFFER)
+    else:
+        raw = host.open(path)
+    if path.endswith(".gz"):
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), BUFFER)  # type: ignore[arg-type]
+    return raw
+
+
+def read_head(stream: IO[bytes]) -> bytes:
+    """The first bytes of a stream, which is rewound afterwards."""
+    try:
+        head = stream.read(HEAD_BYTES)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        log.debug("cannot read head: %s", exc)
+        return b""
+    stream.seek(0)
+    return head
+
+
+def file_identity(head: bytes) -> str | None:
+    """Identity of a log file that survives rename, rotation and compression: a hash of its first line(s).
+
+    The first line when it is long enough to be distinctive (a timestamped log line), else the first whole
+    lines covering 256 bytes; None while not enough complete lines exist (nothing worth shipping yet)."""
+    nl = head.find(b"\n")
+    if nl < 0:
+        return None
+    if nl < 32:
+        nl = head.find(b"\n", 256)
+        if nl < 0:
+            return None
+    return hashlib.sha1(head[: min(nl, 4096)]).hexdigest()[:20]
+
+
+def discover_many(hosts: Iterable[Host], catalog: Mapping[str, Component], **kw) -> list[LogFile]:
+    out: list[LogFile] = []
+    for host in hosts:
+        out.extend(discover(host, catalog, **kw))
+    return out

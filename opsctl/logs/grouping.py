@@ -1,0 +1,133 @@
+"""Group error events by fingerprint: exception type + message with ids, numbers and addresses stripped."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from opsctl.logs.parser import Event, epoch_to_iso
+
+_NORMALIZERS = [
+    (re.compile(r"req-[0-9a-f-]{36}"), "<req>"),
+    (re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b", re.I), "<uuid>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
+    (re.compile(r"\b[0-9a-f]{16,}\b", re.I), "<id>"),
+    (re.compile(r"\b(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{1,4}\b|\b(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b", re.I), "<addr>"),
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<ip>"),
+    (re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d+)?"), "<n>"),
+]
+MAX_SAMPLE_LINES = 200
+
+
+def normalize(message: str) -> str:
+    """The message with request ids, uuids, hex ids, addresses and numbers replaced by placeholders."""
+    text = message.strip()[:2000]
+    for pattern, repl in _NORMALIZERS:
+        text = pattern.sub(repl, text)
+    return " ".join(text.split())
+
+
+def fingerprint_of(event: Event) -> tuple[str, str, str]:
+    """(fingerprint, exception type, normalized message)."""
+    exc_type, _ = event.exception()
+    norm = normalize(event.message)
+    digest = hashlib.sha1(f"{exc_type or '-'}\x00{norm}".encode("utf-8", "replace")).hexdigest()[:12]
+    return digest, exc_type or "", norm
+
+
+@dataclass
+class ErrorGroup:
+    fingerprint: str
+    exception: str
+    normalized: str
+    level: str
+    message: str  # one sample message (first seen)
+    count: int = 0
+    first_seen: float | None = None
+    last_seen: float | None = None
+    by_host: dict[str, int] = field(default_factory=dict)
+    by_service: dict[str, int] = field(default_factory=dict)
+    sample_traceback: str = ""
+    sample_where: str = ""
+    request_ids: list[str] = field(default_factory=list)  # a few, to `opsctl logs trace`
+    new: bool = False
+
+    def add(self, ev: Event) -> None:
+        self.count += 1
+        self.by_host[ev.host] = self.by_host.get(ev.host, 0) + 1
+        self.by_service[ev.service] = self.by_service.get(ev.service, 0) + 1
+        if ev.ts is not None:
+            if self.first_seen is None or ev.ts < self.first_seen:
+                self.first_seen = ev.ts
+            if self.last_seen is None or ev.ts > self.last_seen:
+                self.last_seen = ev.ts
+        if _rank(ev.level) > _rank(self.level):
+            self.level = ev.level
+        if not self.sample_traceback and ev.lines:
+            self.sample_traceback = "\n".join(ev.lines[:MAX_SAMPLE_LINES])
+            self.sample_where = f"{ev.host}:{ev.path}:{ev.offset}"
+        rid = ev.global_request_id or ev.request_id
+        if rid and len(self.request_ids) < 3 and rid not in self.request_ids:
+            self.request_ids.append(rid)
+
+    def merge(self, other: "ErrorGroup") -> None:
+        self.count += other.count
+        for k, v in other.by_host.items():
+            self.by_host[k] = self.by_host.get(k, 0) + v
+        for k, v in other.by_service.items():
+            self.by_service[k] = self.by_service.get(k, 0) + v
+        for ts in (other.first_seen, other.last_seen):
+            if ts is None:
+                continue
+            self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
+            self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
+        if _rank(other.level) > _rank(self.level):
+            self.level = other.level
+        if not self.sample_traceback and other.sample_traceback:
+            self.sample_traceback, self.sample_where = other.sample_traceback, other.sample_where
+        for rid in other.request_ids:
+            if len(self.request_ids) < 3 and rid not in self.request_ids:
+                self.request_ids.append(rid)
+
+    def to_dict(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint, "exception": self.exception or None, "level": self.level,
+            "message": self.message, "normalized": self.normalized, "count": self.count,
+            "first_seen": epoch_to_iso(self.first_seen), "last_seen": epoch_to_iso(self.last_seen),
+            "hosts": dict(sorted(self.by_host.items())), "services": dict(sorted(self.by_service.items())),
+            "request_ids": self.request_ids, "sample_traceback": self.sample_traceback or None,
+            "sample_location": self.sample_where or None, "new": self.new,
+        }
+
+
+def _rank(level: str) -> int:
+    return {"WARNING": 1, "ERROR": 2, "CRITICAL": 3}.get(level, 0)
+
+
+class ErrorGroups:
+    """Fingerprint -> ErrorGroup, fed event by event or merged from another worker's groups."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, ErrorGroup] = {}
+        self.events = 0
+
+    def add(self, ev: Event) -> None:
+        fp, exc_type, norm = fingerprint_of(ev)
+        group = self.groups.get(fp)
+        if group is None:
+            group = self.groups[fp] = ErrorGroup(fp, exc_type, norm, ev.level, ev.message[:1000])
+        group.add(ev)
+        self.events += 1
+
+    def merge(self, other: "ErrorGroups") -> None:
+        self.events += other.events
+        for fp, g in other.groups.items():
+            mine = self.groups.get(fp)
+            if mine is None:
+                self.groups[fp] = g
+            else:
+                mine.merge(g)
+
+    def sorted(self) -> list[ErrorGroup]:
+        return sorted(self.groups.values(), key=lambda g: (-g.count, -(g.last_seen or 0), g.fingerprint))
