@@ -379,7 +379,11 @@ class StepRecord:
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if v not in (None, "")}
-        d["output"] = self.output[-OUTPUT_LIMIT:]
+        out = self.output
+        if len(out) > OUTPUT_LIMIT:
+            half = OUTPUT_LIMIT // 2
+            out = f"{out[:half]}\n... [{len(out) - 2 * half} characters cut] ...\n{out[-half:]}"
+        d["output"] = out
         d["duration"] = round(self.duration, 3)
         return d
 
@@ -424,22 +428,34 @@ class Context:
     sleep: Callable[[float], None] = time.sleep
 
 
+def _names_host(spec: HostSpec, name: str) -> bool:
+    """Whether `name` (as a check or the cloud reports it) is this inventory host."""
+    short = name.split(".", 1)[0]
+    return (name in (spec.name, spec.address) or name in spec.labels.values()
+            or short == spec.name.split(".", 1)[0])
+
+
 def resolve_target(book: Runbook, inventory: Inventory, host: str | None, cloud_labels: Sequence[str] = ()) -> tuple[HostSpec, str]:
-    """The inventory host the runbook acts on and the host name the cloud knows it by."""
+    """The inventory host the runbook acts on, and the host name the cloud knows it by.
+
+    `host` is what `opsctl check` printed: an inventory host, a name the cloud uses for it (matched by
+    address, a label value or the short name), or a cloud label / "global" for cloud-wide results, in
+    which case the one inventory host with the runbook's role is used.
+    """
     specs = list(inventory.hosts)
-    if host and host not in ("global", *cloud_labels):
+    named = host and host not in ("global", *cloud_labels)
+    if named:
         for spec in specs:
-            if host in (spec.name, spec.address) or host in spec.labels.values():
-                return spec, host
+            if _names_host(spec, host):  # type: ignore[arg-type]
+                return spec, host  # type: ignore[return-value]
+        raise UsageError(f"host {host!r} is not in the inventory",
+                         hint=f"hosts: {', '.join(s.name for s in specs)} (a label value such as labels: {{nova_host: {host}}} maps a cloud host name)")
     candidates = [s for s in specs if not book.role or book.role in s.roles] or (specs if len(specs) == 1 else [])
     if len(candidates) == 1:
-        subject = host if host and host not in ("global", *cloud_labels) else candidates[0].name
-        return candidates[0], subject
+        return candidates[0], candidates[0].name
     names = ", ".join(s.name for s in candidates or specs)
-    if host and host not in ("global", *cloud_labels):
-        raise UsageError(f"host {host!r} is not in the inventory", hint=f"hosts: {names}")
-    raise UsageError(f"runbook {book.id} needs a host: {len(candidates)} {book.role or ''} hosts in the inventory".replace("  ", " "),
-                     hint=f"pass --host (one of: {names})")
+    what = f"{len(candidates)} {book.role} hosts" if book.role else f"{len(specs)} hosts"
+    raise UsageError(f"runbook {book.id} needs a host: the inventory has {what}", hint=f"pass --host (one of: {names})")
 
 
 def base_variables(book: Runbook, config: Config, catalog: Mapping[str, Component], target: HostSpec, subject: str,
@@ -533,7 +549,7 @@ class Engine:
                 out(f"stopped: {stop.message}")
                 outcome = self._final(stopped=stop.message)
             except Declined as exc:
-                out(f"aborted: {exc.message}")
+                out(f"aborted: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
                 outcome = RunOutcome(exc.exit_code, "aborted", None, self.records, message=exc.message)
             else:
                 outcome = self._final()
@@ -604,9 +620,12 @@ class Engine:
         text = res.stdout + (("\n" if res.stdout and not res.stdout.endswith("\n") else "") + res.stderr if res.stderr else "")
         return res.rc, text, ""
 
-    def _show(self, text: str) -> None:
-        for line in mask(text).rstrip("\n").splitlines()[-200:]:
+    def _show(self, text: str, limit: int = 60) -> None:
+        lines = mask(text).rstrip("\n").splitlines()
+        for line in lines[:limit]:
             self.ctx.out(f"    {line}")
+        if len(lines) > limit:
+            self.ctx.out(f"    ... {len(lines) - limit} more lines (see the audit log)")
 
     def _diagnostic(self, step: Step, spec: HostSpec, argv: list[str]) -> None:
         out = self.ctx.out
