@@ -1,0 +1,165 @@
+"""Restore a database, a component or files from a stored backup, keeping what it replaces.
+
+Checksums are verified first (a mismatch refuses, exit 65). Before a database is replaced, it is dumped
+into the store as a `pre-restore` backup; files that would be overwritten are moved aside to
+`<path>.pre-restore-<time>`. Physical backups are prepared into a directory (never over a live datadir).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from opsctl.backup import files as filesmod
+from opsctl.backup import mysql, physical
+from opsctl.backup.compression import for_file
+from opsctl.backup.progress import Reporter
+from opsctl.backup.store import Backup, Item, Store, require_intact
+from opsctl.errors import UsageError
+
+
+@dataclass
+class RestoreRequest:
+    backup_id: str | None = None
+    component: str | None = None
+    database: str | None = None
+    files: str | None = None  # a file-set name (config, keys, rings...) or "all"
+    physical_target: str | None = None  # directory to prepare a mariabackup into
+    root: str = "/"  # where file sets are extracted (the catalog paths are relative to it)
+    dry_run: bool = False
+    yes: bool = False
+    keep_previous: bool = True
+
+
+@dataclass
+class RestoreOutcome:
+    actions: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def select_items(backup: Backup, req: RestoreRequest) -> list[Item]:
+    items = backup.manifest.items
+    if req.physical_target:
+        return [i for i in items if i.type == "mariabackup"]
+    if req.database:
+        chosen = [i for i in items if i.type == "mysql-dump" and i.name == req.database]
+        if not chosen:
+            raise UsageError(f"backup {backup.id} has no dump of database {req.database}",
+                             hint=f"it has: {', '.join(i.name for i in items if i.type == 'mysql-dump') or 'no dumps'}")
+        return chosen
+    chosen = [i for i in items if i.type != "mariabackup"]
+    if req.component:
+        chosen = [i for i in chosen if i.component == req.component]
+    if req.files:
+        chosen = [i for i in chosen if i.type == "files" and (req.files == "all" or i.name == req.files)]
+    elif req.component is None:
+        raise UsageError("say what to restore: --database NAME, --component NAME, --files SET or --physical DIR")
+    if not chosen:
+        raise UsageError(f"backup {backup.id} holds nothing matching that selection",
+                         hint="see 'opsctl backup list --verbose'")
+    return chosen
+
+
+def restore(config, req: RestoreRequest, confirm: Callable[[str], bool], reporter: Reporter | None = None) -> RestoreOutcome:
+    """Restore the selected items; `confirm(question)` is asked before anything is overwritten (unless yes)."""
+    reporter = reporter or Reporter(False)
+    store = Store(config.backup.store)
+    backup = store.get(req.backup_id)
+    items = select_items(backup, req)
+    outcome = RestoreOutcome()
+    lock = nullcontext() if req.dry_run else store.lock("restore")
+    with lock, reporter.session():
+        with reporter.task("verify checksums", sum(i.size for i in items)) as advance:
+            require_intact(backup, items, advance)
+        outcome.actions.append(f"checksums of {len(items)} file(s) of backup {backup.id} verified")
+        if req.physical_target:
+            return _restore_physical(store, backup, req, outcome)
+        target = mysql.target_from_config(config.database)
+        dumps = [i for i in items if i.type == "mysql-dump"]
+        file_items = [i for i in items if i.type == "files"]
+        existing = _existing_databases(target, dumps) if dumps else []
+        overwrites = [f"database {d}" for d in existing] + _existing_paths(file_items, req.root)
+        if req.dry_run:
+            outcome.actions += _describe(backup, dumps, file_items, existing, req)
+            return outcome
+        if overwrites and not req.yes and not confirm(f"overwrite {', '.join(overwrites)}?"):
+            raise UsageError("restore cancelled: nothing was changed", hint="pass --yes to restore without asking")
+        if existing and req.keep_previous:
+            safety = _safety_dump(config, existing)
+            outcome.kept.append(f"previous contents of {', '.join(existing)} saved as backup {safety} (kind pre-restore)")
+        for item in dumps:
+            with reporter.task(f"restore {item.name}", item.size) as advance:
+                mysql.drop_database(target, item.name)
+                outcome.warnings += mysql.load_dump(target, backup.path / item.path, for_file(item.compression), advance)
+            outcome.actions.append(f"database {item.name} restored from {backup.id}")
+        for item in file_items:
+            top = item.details.get("top") or item.source.get("paths", [])
+            if req.keep_previous:
+                for frm, to in filesmod.move_aside(top, req.root):
+                    outcome.kept.append(f"{frm} moved to {to}")
+            with reporter.task(f"extract {item.component} {item.name}", item.size) as advance:
+                outcome.warnings += filesmod.extract(backup.path / item.path, for_file(item.compression), req.root, advance)
+            outcome.actions.append(f"{item.component} {item.name} files restored under {req.root}")
+    return outcome
+
+
+def _existing_databases(target: mysql.MySQLTarget, dumps: list[Item]) -> list[str]:
+    present = set(mysql.list_databases(target))
+    return [i.name for i in dumps if i.name in present]
+
+
+def _existing_paths(items: list[Item], root: str) -> list[str]:
+    out = []
+    for item in items:
+        for rel in item.details.get("top") or []:
+            full = Path(root) / rel
+            if full.exists() or full.is_symlink():
+                out.append(str(full))
+    return out
+
+
+def _describe(backup: Backup, dumps, file_items, existing, req: RestoreRequest) -> list[str]:
+    lines = []
+    for i in dumps:
+        if i.name in existing:
+            lines.append(f"would dump the current database {i.name} into a pre-restore backup, then drop it")
+        lines.append(f"would load {backup.path / i.path} into database {i.name}")
+    for i in file_items:
+        for rel in i.details.get("top") or []:
+            full = Path(req.root) / rel
+            if full.exists():
+                lines.append(f"would move {full} aside to {full}.pre-restore-<time>")
+        lines.append(f"would extract {backup.path / i.path} under {req.root}")
+    return lines
+
+
+def _safety_dump(config, databases: list[str]) -> str:
+    """Dump the databases about to be replaced into the store (kind pre-restore); its id."""
+    from opsctl.backup.run import BackupRequest, run_backup
+    from opsctl.components import Component
+
+    catalog = {"pre-restore": Component("pre-restore", (), databases=tuple(databases))}
+    out = run_backup(config, catalog, BackupRequest(components=["pre-restore"], files=False, physical="none",
+                                                    kind="pre-restore", under_lock=True))
+    return out.backup.id
+
+
+def _restore_physical(store: Store, backup: Backup, req: RestoreRequest, outcome: RestoreOutcome) -> RestoreOutcome:
+    from opsctl.backup.run import physical_chain
+
+    chain = physical_chain(store, backup)
+    for b, item in chain[:-1]:
+        require_intact(b, [item])
+    target = Path(req.physical_target)
+    steps = [f"{b.id} ({item.details.get('mode')})" for b, item in chain]
+    if req.dry_run:
+        outcome.actions.append(f"would extract and prepare {' + '.join(steps)} into {target}")
+        return outcome
+    physical.prepare([(b.path / i.path, for_file(i.compression)) for b, i in chain], target)
+    outcome.actions.append(f"prepared {' + '.join(steps)} into {target}")
+    outcome.actions.append(f"to use it: stop MariaDB, move the datadir aside, then "
+                           f"'mariabackup --copy-back --target-dir={target}' and chown -R mysql: the datadir")
+    return outcome
