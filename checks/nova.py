@@ -55,8 +55,6 @@ def evaluate_hypervisors(ctx: CheckContext, items: Iterable[Any]) -> Iterator[Re
         host = (hv.service_details or {}).get("host") or hv.name
         kind = f" ({hv.hypervisor_type})" if hv.hypervisor_type else ""
         metrics = {"up": int(hv.state == "up"), "enabled": int(hv.status == "enabled")}
-        if hv.running_vms is not None:
-            metrics["running_vms"] = hv.running_vms
         text = f"hypervisor {hv.name}{kind} state {hv.state}, status {hv.status}"
         if hv.state != "up":
             yield ctx.critical(text + ": its nova-compute is not reporting", host=host, metrics=metrics)
