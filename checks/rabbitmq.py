@@ -89,8 +89,8 @@ def ctl_error(text: str) -> str:
     """The useful lines of a rabbitmqctl failure: 'Error: ...' and the diagnostic about the node."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picked = [ln for ln in lines if ln.startswith("Error")][:1]
-    picked += [ln.lstrip("* ") for ln in lines if ln.startswith("*") and any(
-        w in ln for w in ("unable to connect", "nodedown", "not running", "timeout", "TCP connection succeeded"))][:1]
+    diagnostics = lines[lines.index("DIAGNOSTICS") + 1:] if "DIAGNOSTICS" in lines else []
+    picked += [ln.lstrip("* ") for ln in diagnostics if ln.startswith("*")][:1]
     return " / ".join(picked) or (lines[0] if lines else "no output")
 
 
