@@ -431,6 +431,8 @@ class Context:
 def _names_host(spec: HostSpec, name: str) -> bool:
     """Whether `name` (as a check or the cloud reports it) is this inventory host."""
     short = name.split(".", 1)[0]
+    if spec.is_local and name in ("localhost", "127.0.0.1", "::1", socket.gethostname()):
+        return True
     return (name in (spec.name, spec.address) or name in spec.labels.values()
             or short == spec.name.split(".", 1)[0])
 
@@ -458,6 +460,16 @@ def resolve_target(book: Runbook, inventory: Inventory, host: str | None, cloud_
     raise UsageError(f"runbook {book.id} needs a host: the inventory has {what}", hint=f"pass --host (one of: {names})")
 
 
+def process_regex(names: Sequence[str]) -> str:
+    """An extended regex (pgrep -f) matching a command line whose program is one of `names`.
+
+    Anchored on a path separator or the start, so `opsctl runbook run nova-compute-down` or
+    `tail nova-compute.log` do not count as a running nova-compute.
+    """
+    escaped = [re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", n) for n in names]
+    return f"(^|/)({'|'.join(escaped)})( |$)"
+
+
 def base_variables(book: Runbook, config: Config, catalog: Mapping[str, Component], target: HostSpec, subject: str,
                    service: str | None, overrides: Mapping[str, str]) -> dict[str, Any]:
     """The variables a runbook's templates may use."""
@@ -471,6 +483,7 @@ def base_variables(book: Runbook, config: Config, catalog: Mapping[str, Componen
         component, svc = found
         variables.update(service=svc.name, component=component.name, unit=svc.units[0] if svc.units else svc.name,
                          restart_argv=list(svc.restart_argv()), process=svc.processes[0] if svc.processes else svc.name,
+                         process_regex=process_regex(svc.processes or (svc.name,)),
                          port=str(svc.ports[0]) if svc.ports else "")
     rb = config.runbooks
     openstack = list(rb.openstack_cli)

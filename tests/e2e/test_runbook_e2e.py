@@ -99,6 +99,7 @@ def test_rabbitmq_stopped_is_repaired_by_its_runbook(testbed_faults, tmp_path):
     assert rec["runbook"] == "rabbitmq-down" and rec["result"] == "repaired" and rec["exit_code"] == 0
     assert any(s["id"] == "restart" and s["outcome"] == "done" for s in rec["steps"])
     assert "guest" not in json.dumps(rec["verify"])  # no credentials in the audit
+    print(out)
     print(f"rabbitmq-down repaired in {took:.1f}s")
 
     healed = opsctl(["check", *check_args], config, testbed, timeout=120)
@@ -133,6 +134,7 @@ def test_nova_compute_killed_is_repaired_by_its_runbook(testbed_faults, tmp_path
     assert steps["process"]["outcome"] == "unexpected"  # pgrep found no nova-compute
     assert steps["restart"]["outcome"] == "done" and steps["restart"]["argv"][-1].endswith("up.sh")
     assert rec["result"] == "repaired" and rec["host"] == "minios"
+    print(out)
     print(f"nova-compute-down repaired in {took:.1f}s")
 
     healed = opsctl(["check", *check_args], config, testbed, timeout=120)

@@ -79,7 +79,7 @@ def test_checks_and_runbooks_point_at_each_other(runbooks, checks):
 
 
 def test_templates_only_use_known_variables(runbooks):
-    builtin = {"host", "target", "address", "service", "component", "unit", "restart_argv", "process", "port",
+    builtin = {"host", "target", "address", "service", "component", "unit", "restart_argv", "process", "process_regex", "port",
                "openstack", "rabbitmqctl", "mysql", "mysql_datadir", "galera_bootstrap", "item", "bootstrap_host"}
     problems = []
     for b in runbooks.values():
@@ -90,7 +90,7 @@ def test_templates_only_use_known_variables(runbooks):
                 problems.append(f"{b.id}.{s.id}: {sorted(used - known)}")
             if "{service}" in " ".join(s.run or []) + s.where and not (b.service or "service" in b.vars):
                 problems.append(f"{b.id}.{s.id}: uses service but the runbook names none")
-            if ({"unit", "restart_argv", "process", "port", "component"} & used) - set(b.vars) and not (b.service or "service" in b.vars):
+            if ({"unit", "restart_argv", "process", "process_regex", "port", "component"} & used) - set(b.vars) and not (b.service or "service" in b.vars):
                 problems.append(f"{b.id}.{s.id}: needs a service (set 'service' or vars.service)")
     assert not problems, problems
 
