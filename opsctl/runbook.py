@@ -553,6 +553,7 @@ class Engine:
         mode = " (dry run: actions are shown, not run)" if self.dry_run else ""
         out(f"runbook {self.book.id}: {self.book.title}{mode}")
         out(f"  host: {self.target.name}" + (f" ({self.vars['host']})" if self.vars.get("host") != self.target.name else ""))
+        self._require_checks()
         outcome: RunOutcome
         try:
             try:
@@ -566,10 +567,22 @@ class Engine:
                 outcome = RunOutcome(exc.exit_code, "aborted", None, self.records, message=exc.message)
             else:
                 outcome = self._final()
+        except KeyboardInterrupt:
+            self._audit(started, RunOutcome(130, "interrupted", None, self.records, message="interrupted by the operator"))
+            raise
         finally:
             self.close()
         self._audit(started, outcome)
         return outcome
+
+    def _require_checks(self) -> None:
+        """Every check this run will use is installed (before anything runs)."""
+        installed = {c.id for c in self.ctx.checks}
+        wanted = set(self.verify_checks) | {s.check for s in self.book.steps if s.check}
+        missing = sorted(wanted - installed)
+        if missing and self.ctx.check_runner is None:
+            raise DataError(f"runbook {self.book.id} needs check(s) that are not installed: {', '.join(missing)}",
+                            hint="list them with: opsctl check --list")
 
     def _step(self, number: int, step: Step) -> None:
         out = self.ctx.out

@@ -61,7 +61,7 @@ def test_bad_set_and_unknown_host_are_usage_errors(config):
 
 
 def test_dry_run_runs_diagnostics_shows_actions_and_audits(config):
-    res = opsctl(config, "runbook", "run", "disk-full", "--dry-run", "--host", "node1")
+    res = opsctl(config, "runbook", "run", "disk-full", "--dry-run", "--host", "node1", "--set", f"path={config.parent}")
     out = res.stdout
     assert "Space and inodes per filesystem" in out and "Filesystem" in out  # df really ran
     assert "journalctl --vacuum-size=500M" in out and "dry run: not run" in out
@@ -73,7 +73,7 @@ def test_dry_run_runs_diagnostics_shows_actions_and_audits(config):
 
 
 def test_action_without_yes_and_without_a_terminal_aborts(config):
-    res = opsctl(config, "runbook", "run", "disk-full", "--host", "node1")
+    res = opsctl(config, "runbook", "run", "disk-full", "--host", "node1", "--set", f"path={config.parent}")
     assert res.returncode == 130
     assert "pass --yes" in res.stdout + res.stderr
     assert audit(config)[-1]["result"] == "aborted"

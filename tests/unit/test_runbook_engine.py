@@ -286,3 +286,12 @@ def test_audit_log_unwritable_is_a_clear_error(tmp_path):
     with pytest.raises(rb.OpsctlError) as err:
         rb.append_audit(blocker / "audit.log", {"x": 1})
     assert "audit log" in err.value.message
+
+
+def test_missing_check_fails_before_any_step_runs(tmp_path):
+    h = Harness(tmp_path)
+    b = rb.parse_runbook({"id": "demo-fix", "title": "Demo", "symptoms": ["s"], "checks": ["demo.not_installed"],
+                          "steps": FIX}, "<test>")
+    with pytest.raises(rb.DataError):
+        h.run(b, yes=True)
+    assert not h.marker.exists() and not h.audit.exists()
