@@ -178,6 +178,10 @@ class ExporterSection(Strict):
     port: int = Field(9180, ge=1, le=65535)
     refresh_interval: float = Field(60.0, gt=0)
     checks: bool = True
+    checks_interval: float | None = Field(None, gt=0)  # default: refresh_interval
+    collector_timeout: float = Field(50.0, gt=0)  # one collection's deadline; it then marks itself failed
+    max_cache_age: float | None = Field(None, gt=0)  # older cached data is dropped (default: 5 x interval)
+    disabled_collectors: list[str] = []  # e.g. [placement, checks, rabbitmq]
 
 
 class BackupSchedule(Strict):
