@@ -46,6 +46,17 @@ class MySQLTarget:
             lines += [f"host={self.host}", f"port={self.port}", "protocol=TCP"]
         return "\n".join(lines) + "\n"
 
+    def mariabackup_file(self) -> str:
+        """Option file for mariabackup (it reads its own group; connection options go on argv)."""
+        lines = ["[mariabackup]", f"user={self.user}"]
+        if self.password is not None:
+            escaped = self.password.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'password="{escaped}"')
+        return "\n".join(lines) + "\n"
+
+    def connection_args(self) -> list[str]:
+        return [f"--socket={self.socket}"] if self.socket else [f"--host={self.host}", f"--port={self.port}"]
+
     def connect(self, database: str | None = None) -> pymysql.connections.Connection:
         kwargs: dict[str, Any] = dict(user=self.user, password=self.password or "", database=database,
                                       connect_timeout=self.connect_timeout, autocommit=True, charset="utf8mb4")

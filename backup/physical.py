@@ -38,10 +38,10 @@ def backup(target: MySQLTarget, datadir: str, dest: Path, codec: Codec, incremen
     lsndir = Path(tempfile.mkdtemp(prefix="opsctl-lsn-"))
     try:
         argv = [tool, "--defaults-extra-file={fd}", "--backup", "--stream=mbstream", f"--datadir={datadir}",
-                f"--extra-lsndir={lsndir}", f"--target-dir={lsndir}"]
+                f"--extra-lsndir={lsndir}", f"--target-dir={lsndir}", *target.connection_args()]
         if incremental_lsn is not None:
             argv.append(f"--incremental-lsn={incremental_lsn}")
-        stages = [Stage(argv, secret=target.defaults_file())]
+        stages = [Stage(argv, secret=target.mariabackup_file())]
         comp = codec.compress()
         result = stream_to_file(stages + ([comp] if comp else []), dest, progress)
         cp = read_checkpoints((lsndir / "xtrabackup_checkpoints").read_text())

@@ -79,6 +79,13 @@ def secret_fd(secret: str) -> Iterator[int]:
         os.close(r)
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child: ours minus any variable holding a known secret (visible in /proc/PID/environ)."""
+    env = {k: v for k, v in os.environ.items() if mask(v) == v and not k.startswith(("MYSQL_PWD", "OS_PASSWORD"))}
+    env.update(extra or {})
+    return env
+
+
 def _spawn(stack: ExitStack, stage: Stage, stdin, stdout, errfile) -> subprocess.Popen:
     argv = list(stage.argv)
     fds: tuple[int, ...] = ()
@@ -89,7 +96,7 @@ def _spawn(stack: ExitStack, stage: Stage, stdin, stdout, errfile) -> subprocess
     log.debug("spawn: %s", " ".join(argv))
     try:
         return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=errfile, pass_fds=fds,
-                                env=stage.env, close_fds=True)
+                                env=child_env(stage.env), close_fds=True)
     except FileNotFoundError:
         raise UnavailableError(f"{argv[0]}: command not found", hint="install it or fix PATH") from None
 
@@ -201,7 +208,7 @@ def run_capture(stage: Stage, timeout: float = 3600, cwd: str | None = None) -> 
         log.debug("run: %s", " ".join(argv))
         try:
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, pass_fds=fds, timeout=timeout,
-                                  env=stage.env, cwd=cwd)
+                                  env=child_env(stage.env), cwd=cwd)
         except FileNotFoundError:
             raise UnavailableError(f"{argv[0]}: command not found", hint="install it or fix PATH") from None
         if proc.returncode not in stage.ok_codes:
