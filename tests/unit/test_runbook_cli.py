@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -77,3 +78,40 @@ def test_action_without_yes_and_without_a_terminal_aborts(config):
     assert res.returncode == 130
     assert "pass --yes" in res.stdout + res.stderr
     assert audit(config)[-1]["result"] == "aborted"
+
+
+def test_interactive_confirmation_on_a_terminal(config, tmp_path):
+    """On a terminal each action is shown and asked for; 'n' stops before anything changes."""
+    import os
+    import pty
+    import select
+
+    marker_dir = tmp_path / "t"
+    marker_dir.mkdir()
+    env = {**os.environ, "OPSCTL_CONFIG": str(config), "COLUMNS": "200"}
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the real CLI on a pseudo-terminal
+        os.execvpe(sys.executable, [sys.executable, "-m", "opsctl", "runbook", "run", "disk-full", "--host", "node1",
+                                    "--set", f"path={marker_dir}"], env)
+    seen, answered = b"", False
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and b"run this on node1?" in seen:
+            os.write(fd, b"n\n")
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    text = seen.decode(errors="replace")
+    assert answered, text
+    assert "journalctl --vacuum-size=500M" in text
+    assert os.waitstatus_to_exitcode(status) == 130
+    assert audit(config)[-1]["steps"][-1]["outcome"] == "declined"
