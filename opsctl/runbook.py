@@ -498,6 +498,45 @@ def base_variables(book: Runbook, config: Config, catalog: Mapping[str, Componen
     return variables
 
 
+def needs_service(book: Runbook, service: str | None, overrides: Mapping[str, str]) -> bool:
+    """The runbook is generic over services (vars.service: null) and none was given."""
+    return "service" in book.vars and book.vars["service"] is None and not service and not overrides.get("service")
+
+
+def services_in(results: Sequence[Result], book_id: str, catalog: Mapping[str, Component]) -> list[str]:
+    """Catalog services named by the failing results that point to this runbook.
+
+    Host checks name the service in their metric keys (`processes:nova-api`); cloud checks in their summary.
+    """
+    known = {svc.name for comp in catalog.values() for svc in comp.services}
+    found: list[str] = []
+    for r in results:
+        if r.status == Status.OK or r.runbook != book_id:
+            continue
+        names = [k.split(":", 1)[1] for k in r.metrics if ":" in k and k.split(":", 1)[1] in known]
+        if not names:
+            names = [n for n in sorted(known, key=len, reverse=True) if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", r.summary)]
+        found.extend(n for n in names if n not in found)
+    return found
+
+
+def infer_service(ctx: Context, book: Runbook, target: HostSpec) -> str:
+    """The one service the runbook's failing checks name on the target; a usage error when none or several."""
+    installed = {c.id for c in ctx.checks}
+    ids = [c for c in book.checks if c in installed]
+    results = run_named_checks(ctx, ids, target) if ids else []
+    names = {target.name}
+    results = [r for r in results if r.host in names or r.host not in {s.name for s in ctx.inventory.hosts}]
+    services = services_in(results, book.id, ctx.catalog)
+    if len(services) == 1:
+        return services[0]
+    if not services:
+        raise UsageError(f"runbook {book.id} needs a service and no check reports one failing on {target.name}",
+                         hint="pass --service NAME (a catalog service, e.g. nova-api)")
+    raise UsageError(f"several services need {book.id} on {target.name}: {', '.join(services)}",
+                     hint=f"run it once per service: --service {services[0]}")
+
+
 class Engine:
     """Runs one runbook once: steps in order, then the re-check, then the audit record."""
 

@@ -92,8 +92,11 @@ def run_cmd(
         raise UsageError(f"unknown check(s): {', '.join(unknown)}", hint="list them with: opsctl check --list")
     config = st.config
     target, subject = rb.resolve_target(book, st.inventory, host, config.cloud.clouds or ["default"])
-    variables = rb.base_variables(book, config, st.catalog, target, subject, service, overrides)
     context = rb.Context(config, st.catalog, st.inventory, checks, out=_out, confirm=_confirm, choose=_choose)
+    if rb.needs_service(book, service, overrides):
+        service = rb.infer_service(context, book, target)
+        _out(f"service: {service} (the one the failing checks name; --service picks another)")
+    variables = rb.base_variables(book, config, st.catalog, target, subject, service, overrides)
     timeout = verify_timeout if verify_timeout is not None else config.runbooks.verify_timeout
     engine = rb.Engine(book, context, target, variables, yes=yes, dry_run=dry_run, verify_checks=check_ids or None,
                        verify_timeout=timeout)

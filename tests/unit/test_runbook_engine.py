@@ -295,3 +295,36 @@ def test_missing_check_fails_before_any_step_runs(tmp_path):
     with pytest.raises(rb.DataError):
         h.run(b, yes=True)
     assert not h.marker.exists() and not h.audit.exists()
+
+
+def test_service_is_inferred_from_the_failing_results(tmp_path):
+    from opsctl.results import Result, Status
+
+    def res(check, status, runbook, summary="", metrics=None):
+        return Result(check=check, host="node1", status=status, summary=summary, runbook=runbook, metrics=metrics or {})
+
+    results = [
+        res("host.processes", Status.OK, None, "nova-api: 4 process(es)", {"processes:nova-api": 4}),
+        res("host.processes", Status.CRITICAL, "service-down", "nova-conductor is NOT running", {"processes:nova-conductor": 0}),
+        res("host.processes", Status.CRITICAL, "nova-compute-down", "nova-compute is NOT running", {"processes:nova-compute": 0}),
+        res("nova.compute_services_up", Status.CRITICAL, "service-down", "down: nova-scheduler on minios (last seen 40s ago)"),
+    ]
+    assert rb.services_in(results, "service-down", CATALOG) == ["nova-conductor", "nova-scheduler"]
+    assert rb.services_in(results, "nova-compute-down", CATALOG) == ["nova-compute"]
+
+
+def test_infer_service_runs_the_runbooks_checks_on_the_target(tmp_path):
+    from opsctl.checkdef import check as mkcheck
+
+    @mkcheck("demo.procs", runbook="demo-fix")
+    def procs(ctx):
+        """One failing service."""
+        yield ctx.critical("glance-api is NOT running", metrics={"processes:glance-api": 0})
+        yield ctx.ok("keystone fine", metrics={"processes:keystone": 1})
+
+    h = Harness(tmp_path)
+    ctx = rb.Context(h.config, h.catalog, h.inventory, [procs])
+    b = book(FIX, vars={"service": None}, checks=["demo.procs"])
+    assert rb.needs_service(b, None, {})
+    assert rb.infer_service(ctx, b, h.target) == "glance-api"
+    assert not rb.needs_service(b, "nova-api", {})
