@@ -183,7 +183,7 @@ def from_ansible_ini(path: str | Path, ssh_defaults: Mapping | None = None) -> I
 
 
 # ---------------------------------------------------------------------------- local detection
-def _process_tokens() -> set[str]:
+def running_process_tokens() -> set[str]:
     tokens: set[str] = set()
     for proc in psutil.process_iter(["name", "cmdline"]):
         info = proc.info
@@ -199,7 +199,7 @@ def _process_tokens() -> set[str]:
 
 def detect_local_roles(catalog: Mapping[str, Component] = CATALOG) -> frozenset[str]:
     """Roles of this machine, from the component daemons running on it."""
-    running = _process_tokens()
+    running = running_process_tokens()
     roles: set[str] = set()
     for component in catalog.values():
         for svc in component.services:

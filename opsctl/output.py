@@ -22,7 +22,8 @@ def sort_key(r: Result) -> tuple:
     return (-r.status.severity, r.component, r.check, r.host)
 
 
-def render_table(results: Sequence[Result], console: Console, *, verbose: bool = False, plugin_errors: Sequence = ()) -> None:
+def render_table(results: Sequence[Result], console: Console, *, verbose: bool = False, plugin_errors: Sequence = (),
+                 notes: Sequence[str] = ()) -> None:
     """The human view: problems first; runbook commands for what failed."""
     table = Table(show_header=True, header_style="bold", expand=False, show_lines=False)
     table.add_column("Status", no_wrap=True)
@@ -43,14 +44,17 @@ def render_table(results: Sequence[Result], console: Console, *, verbose: bool =
         console.print(f"  fix: opsctl runbook run {runbook} --host {host}" if host not in ("global",) else f"  fix: opsctl runbook run {runbook}")
     for err in plugin_errors:
         console.print(Text(f"warning: {err}", style="yellow"))
+    for note in notes:
+        console.print(Text(f"note: {note}", style="dim"))
 
 
-def to_json(results: Sequence[Result], plugin_errors: Sequence = ()) -> str:
+def to_json(results: Sequence[Result], plugin_errors: Sequence = (), notes: Sequence[str] = ()) -> str:
     doc = {
         "status": worst(r.status for r in results).name,
         "code": int(worst(r.status for r in results)),
         "results": [r.to_dict() for r in sorted(results, key=sort_key)],
         "plugin_errors": [str(e) for e in plugin_errors],
+        "notes": list(notes),
     }
     return json.dumps(mask_obj(doc), indent=2, sort_keys=False)
 
@@ -95,10 +99,14 @@ def nagios_line(results: Sequence[Result], plugin_errors: Sequence = ()) -> str:
     return mask(line)
 
 
-def emit(results: Sequence[Result], fmt: str, out: TextIO, *, verbose: bool = False, plugin_errors: Sequence = ()) -> None:
+def emit(results: Sequence[Result], fmt: str, out: TextIO, *, verbose: bool = False, plugin_errors: Sequence = (),
+         notes: Sequence[str] = ()) -> None:
     if fmt == "json":
-        out.write(to_json(results, plugin_errors) + "\n")
+        out.write(to_json(results, plugin_errors, notes) + "\n")
     elif fmt == "nagios":
         out.write(nagios_line(results, plugin_errors) + "\n")
     else:
-        render_table(results, Console(file=out, soft_wrap=False), verbose=verbose, plugin_errors=plugin_errors)
+        # A pipe or a cron mail gets full lines; a terminal gets its own width.
+        width = None if out.isatty() else 200
+        render_table(results, Console(file=out, soft_wrap=False, width=width), verbose=verbose,
+                     plugin_errors=plugin_errors, notes=notes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from opsctl.config import Config
 from opsctl.errors import OpsctlError, UsageError
 from opsctl.fanout import fan_out
 from opsctl.hosts import Host, HostError
-from opsctl.inventory import HostSpec, Inventory
+from opsctl.inventory import HostSpec, Inventory, running_process_tokens
 from opsctl.registry import PluginError
 from opsctl.results import Result, Status, worst
 from opsctl.secrets import mask
@@ -41,6 +42,7 @@ class RunReport:
     results: list[Result]
     plugin_errors: list[PluginError] = field(default_factory=list)
     duration: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what was skipped and why
 
     @property
     def status(self) -> Status:
@@ -129,6 +131,60 @@ def plan(checks: Sequence[Check], hosts: Sequence[HostSpec], clouds: Sequence[Cl
     return items
 
 
+# need -> (config section that configures it, catalog component whose local presence implies it)
+_NEED_SOURCES = {"db": ("database", "mysql"), "rabbitmq": ("rabbitmq", "rabbitmq"), "memcached": ("memcached", "memcached")}
+CLOUDS_YAML_PATHS = ("clouds.yaml", "~/.config/openstack/clouds.yaml", "/etc/openstack/clouds.yaml")
+
+
+def default_clouds(config: Config) -> list[CloudAccess]:
+    """Configured clouds; else the OS_* / clouds.yaml default if there is one; else none."""
+    c = config.cloud
+    if c.clouds:
+        return [CloudAccess(n, c.api_timeout, c.interface, c.region) for n in c.clouds]
+    env_file = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    has_file = any(os.path.exists(os.path.expanduser(p)) for p in ((env_file,) if env_file else CLOUDS_YAML_PATHS))
+    if os.environ.get("OS_CLOUD") or os.environ.get("OS_AUTH_URL") or has_file:
+        return [CloudAccess(None, c.api_timeout, c.interface, c.region)]
+    return []
+
+
+def _deployed_here(component: Component) -> bool:
+    """Installed or running on this machine: a config dir exists or one of its processes runs."""
+    if any(os.path.exists(d) for d in component.config_dirs):
+        return True
+    running = running_process_tokens()
+    return any(running.intersection(s.processes) for s in component.services)
+
+
+def unavailable_needs(config: Config, catalog: Mapping[str, Component]) -> dict[str, str]:
+    """Infrastructure needs that are neither configured nor present locally, with the reason."""
+    missing = {}
+    for need, (section, component) in _NEED_SOURCES.items():
+        if section in config.model_fields_set:
+            continue
+        comp = catalog.get(component)
+        if comp is None or not _deployed_here(comp):
+            missing[need] = f"{component} checks skipped: no `{section}:` section in the config and no {component} on this host"
+    return missing
+
+
+def _gate(chosen: list[Check], config: Config, catalog: Mapping[str, Component], clouds: Sequence[CloudAccess]) -> tuple[list[Check], list[str]]:
+    """Drop checks whose needs are not configured anywhere (an explicit --check selection is never gated)."""
+    notes = []
+    missing = unavailable_needs(config, catalog) if any(c.needs & set(_NEED_SOURCES) for c in chosen) else {}
+    if not clouds and any("cloud" in c.needs or c.scope == "cloud" for c in chosen):
+        missing["cloud"] = "cloud checks skipped: no cloud configured (cloud.clouds, OS_CLOUD / OS_* or clouds.yaml)"
+    kept = []
+    for c in chosen:
+        reasons = [missing[n] for n in sorted(c.needs) if n in missing] or (
+            [missing["cloud"]] if c.scope == "cloud" and "cloud" in missing else [])
+        if reasons:
+            notes.extend(r for r in reasons if r not in notes)
+        else:
+            kept.append(c)
+    return kept, notes
+
+
 def run_checks(
     checks: Sequence[Check],
     inventory: Inventory,
@@ -143,10 +199,12 @@ def run_checks(
     chosen = select_checks(checks, selection, config)
     hosts = inventory.select(selection.roles, selection.hosts)
     if clouds is None:
-        names = config.cloud.clouds or [None]
-        clouds = [CloudAccess(n, config.cloud.api_timeout, config.cloud.interface, config.cloud.region) for n in names]
+        clouds = default_clouds(config)
     if selection.hosts:  # a host selection asks about those hosts, not the cloud-wide state
         chosen = [c for c in chosen if c.scope == "host"]
+    notes: list[str] = []
+    if not selection.checks:
+        chosen, notes = _gate(chosen, config, catalog, clouds)
     items = plan(chosen, hosts, clouds)
     pool = HostPool()
     timeout = config.checks.timeout
@@ -166,7 +224,7 @@ def run_checks(
             results.extend(out.value or [])
     pool.close()
     results = [_masked(r) for r in results]
-    return RunReport(results, list(plugin_errors), time.monotonic() - t0)
+    return RunReport(results, list(plugin_errors), time.monotonic() - t0, notes)
 
 
 def _execute(item: _Item, pool: HostPool, config: Config, catalog: Mapping[str, Component], timeout: float) -> list[Result]:

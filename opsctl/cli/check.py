@@ -36,7 +36,7 @@ def check(
         raise typer.Exit(0)
     selection = Selection(tuple(role), tuple(host), tuple(component), tuple(check_ids), profile)
     report = run_checks(checks, st.inventory, st.config, st.catalog, selection, plugin_errors=plugin_errors)
-    output.emit(report.results, fmt, sys.stdout, verbose=verbose, plugin_errors=report.plugin_errors)
+    output.emit(report.results, fmt, sys.stdout, verbose=verbose, plugin_errors=report.plugin_errors, notes=report.notes)
     raise typer.Exit(int(report.status))
 
 

@@ -102,7 +102,7 @@ def test_select_by_role_and_unknown_host():
 
 
 def test_local_inventory_detects_roles_from_processes(monkeypatch):
-    monkeypatch.setattr(inv, "_process_tokens", lambda: {"bash", "nova-compute", "beam.smp"})
+    monkeypatch.setattr(inv, "running_process_tokens", lambda: {"bash", "nova-compute", "beam.smp"})
     i = inv.local_inventory()
     assert len(i.hosts) == 1 and i.hosts[0].is_local
     assert i.hosts[0].roles == {"compute", "controller"}
