@@ -200,6 +200,8 @@ def run_checks(
     hosts = inventory.select(selection.roles, selection.hosts)
     if clouds is None:
         clouds = default_clouds(config)
+        if not clouds and selection.checks:  # asked for by name: try OS_* defaults and report why it fails
+            clouds = [CloudAccess(None, config.cloud.api_timeout, config.cloud.interface, config.cloud.region)]
     if selection.hosts:  # a host selection asks about those hosts, not the cloud-wide state
         chosen = [c for c in chosen if c.scope == "host"]
     notes: list[str] = []

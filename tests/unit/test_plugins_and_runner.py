@@ -133,3 +133,31 @@ def test_secrets_in_results_are_masked():
 
     [r] = run_checks([leak], _inventory("h"), parse({}), CATALOG).results
     assert "Very-Secret-Pw" not in r.summary and "Other-Pw" not in r.details
+
+
+def test_unconfigured_needs_are_skipped_with_a_note(monkeypatch, tmp_path):
+    import opsctl.runner as runner
+
+    for k in ("OS_CLOUD", "OS_AUTH_URL"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "absent-clouds.yaml"))
+    monkeypatch.setattr(runner, "running_process_tokens", lambda: set())
+
+    @check("t.cloudy", needs=("cloud",), scope="cloud")
+    def cloudy(ctx):
+        yield ctx.ok("never without a cloud")
+
+    @check("t.db", needs=("db",), scope="global")
+    def db(ctx):
+        yield ctx.ok("db fine")
+
+    catalog = {"mysql": CATALOG["mysql"].__class__("mysql", CATALOG["mysql"].services, config_dirs=(str(tmp_path / "no-etc-mysql"),))}
+    report = run_checks([cloudy, db], _inventory("h"), parse({}), catalog)
+    assert report.results == []
+    assert any("cloud checks skipped" in n for n in report.notes)
+    assert any("mysql checks skipped" in n for n in report.notes)
+    # configured explicitly: the db check runs
+    assert [r.summary for r in run_checks([db], _inventory("h"), parse({"database": {"host": "db1"}}), catalog).results] == ["db fine"]
+    # asked for by name: never silently skipped; without credentials it is UNKNOWN with the reason
+    [r] = run_checks([cloudy], _inventory("h"), parse({}), catalog, Selection(checks=("t.cloudy",))).results
+    assert r.status == Status.UNKNOWN and r.host == "default"
