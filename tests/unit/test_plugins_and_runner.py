@@ -145,6 +145,7 @@ def test_unconfigured_needs_are_skipped_with_a_note(monkeypatch, tmp_path):
 
     @check("t.cloudy", needs=("cloud",), scope="cloud")
     def cloudy(ctx):
+        ctx.cloud.connection()
         yield ctx.ok("never without a cloud")
 
     @check("t.db", needs=("db",), scope="global")
@@ -160,4 +161,4 @@ def test_unconfigured_needs_are_skipped_with_a_note(monkeypatch, tmp_path):
     assert [r.summary for r in run_checks([db], _inventory("h"), parse({"database": {"host": "db1"}}), catalog).results] == ["db fine"]
     # asked for by name: never silently skipped; without credentials it is UNKNOWN with the reason
     [r] = run_checks([cloudy], _inventory("h"), parse({}), catalog, Selection(checks=("t.cloudy",))).results
-    assert r.status == Status.UNKNOWN and r.host == "default"
+    assert r.status == Status.UNKNOWN and r.host == "default" and r.summary.startswith("cloud OS_* environment:")
