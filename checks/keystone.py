@@ -58,7 +58,7 @@ def evaluate_token(ctx: CheckContext, access: Any, seconds: float) -> Result:
 
 
 @check("keystone.catalog_endpoints", needs=("cloud",), scope="cloud", runbook="api-endpoint-down", profiles=DAILY,
-       thresholds={**LATENCY_THRESHOLDS, "max_parallel": 16},
+       thresholds={**LATENCY_THRESHOLDS, "max_parallel": 4},
        remediation="An endpoint that does not answer: check the service behind it (process, log, load balancer, "
                    "firewall) or fix the URL in the catalog (openstack endpoint set --url ...).")
 def catalog_endpoints(ctx: CheckContext) -> Iterable[Result]:
@@ -70,11 +70,12 @@ def catalog_endpoints(ctx: CheckContext) -> Iterable[Result]:
         yield ctx.critical("the service catalog has no endpoint")
         return
     timeout = ctx.config.cloud.api_timeout
-    workers = max(1, min(int(ctx.thresholds.get("max_parallel", 16)), len(targets)))
+    urls = sorted({url for _, _, url in targets})  # interfaces often share a URL: probe each once
+    workers = max(1, min(int(ctx.thresholds.get("max_parallel", 4)), len(urls)))
     with ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(lambda t: probe_url(conn.session, t[2], timeout), targets))
-    for (service, interface, url), outcome in zip(targets, outcomes):
-        yield evaluate_endpoint(ctx, service, interface, url, outcome)
+        outcomes = dict(zip(urls, pool.map(lambda url: probe_url(conn.session, url, timeout), urls)))
+    for service, interface, url in targets:
+        yield evaluate_endpoint(ctx, service, interface, url, outcomes[url])
 
 
 def endpoint_targets(entries: Iterable[Mapping[str, Any]], region: str | None = None) -> Iterator[tuple[str, str, str]]:
