@@ -48,7 +48,7 @@ def _sources(ctx: typer.Context, hosts, roles, services, components, paths, sinc
     window = Window(parse_when(since), parse_when(until))
     if window.since and window.until and window.since > window.until:
         raise UsageError("--since is after --until")
-    specs = st.inventory.select(roles or (), hosts or ())
+    specs = _select_hosts(st, roles, hosts)
     if not specs:
         raise UsageError("no host matches the selection", hint="see `opsctl inventory list`")
     connected: list[Host] = []
@@ -73,6 +73,18 @@ def _sources(ctx: typer.Context, hosts, roles, services, components, paths, sinc
     if not connected and problems:
         raise OpsctlError(f"no host could be read: {problems[0]}", exit_code=69)
     return Sources(connected, files, problems, window)
+
+
+def _select_hosts(st, roles, hosts):
+    """Inventory hosts; without any inventory, this machine (without the cost of detecting its roles)."""
+    inv_cfg = st.config.inventory
+    if not (st.inventory_path or inv_cfg.hosts or inv_cfg.ansible_ini or roles or hosts):
+        import socket
+
+        from opsctl.inventory import HostSpec
+
+        return [HostSpec(socket.gethostname(), frozenset())]
+    return st.inventory.select(roles or (), hosts or ())
 
 
 def _close(src: Sources) -> None:

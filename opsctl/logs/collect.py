@@ -15,7 +15,7 @@ from opsctl.logs.discovery import LogFile, open_log, read_head
 from opsctl.logs.grouping import ErrorGroups
 from opsctl.logs.parser import (ERROR_LEVELS, JOURNAL_EXPORT_MAGIC, Assembler, Clock, Event, parse_journal_export,
                                 parse_lines, read_lines)
-from opsctl.logs.scan import candidate_lines, sniff_oslo
+from opsctl.logs.scan import candidate_blocks, sniff_oslo
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,15 @@ def file_events(host: Host, lf: LogFile, *, max_line_bytes: int, tokens: Sequenc
                 yield ev
             return
         assembler = Assembler(clock or Clock(), service=lf.service, host=host.name, path=lf.path)
+        assembler.max_line_bytes = max_line_bytes
         if tokens and sniff_oslo(head):
-            lines = candidate_lines(stream, tokens, max_line_bytes, start=start)
+            for offset, block in candidate_blocks(stream, tokens, max_line_bytes, start=start):
+                yield from assembler.feed_block(offset, block)
+            last = assembler.flush()
+            if last is not None:
+                yield last
         else:
-            lines = read_lines(stream, max_line_bytes, start)
-        yield from parse_lines(lines, assembler)
+            yield from parse_lines(read_lines(stream, max_line_bytes, start), assembler)
 
 
 def error_tokens(levels: frozenset[str]) -> list[bytes]:

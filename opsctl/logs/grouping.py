@@ -8,23 +8,36 @@ from dataclasses import dataclass, field
 
 from opsctl.logs.parser import Event, epoch_to_iso
 
-_NORMALIZERS = [
+# words (runs of [\w.:-]) that contain a digit are the volatile parts of a message: classify each one
+_DIGIT_WORD = re.compile(r"(?<![\w.:-])(?=[\w.:-]*\d)[\w.:-]+")
+_CLASSES = [
     (re.compile(r"req-[0-9a-f-]{36}"), "<req>"),
-    (re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b", re.I), "<uuid>"),
-    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
-    (re.compile(r"\b[0-9a-f]{16,}\b", re.I), "<id>"),
-    (re.compile(r"\b(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{1,4}\b|\b(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b", re.I), "<addr>"),
-    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<ip>"),
-    (re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d+)?"), "<n>"),
+    (re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I), "<uuid>"),
+    (re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?"), "<ip>"),
+    (re.compile(r"[-+]?\d+(?:\.\d+)?"), "<n>"),
+    (re.compile(r"0x[0-9a-f]+", re.I), "<hex>"),
+    (re.compile(r"[0-9a-f]{16,}", re.I), "<id>"),
+    (re.compile(r"(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}", re.I), "<addr>"),
 ]
+_DIGITS = re.compile(r"\d+")
+
+
+def _placeholder(m: re.Match) -> str:
+    word = m.group()
+    core = word.rstrip(".:-")
+    tail = word[len(core):]
+    for pattern, name in _CLASSES:
+        if pattern.fullmatch(core):
+            return name + tail
+    return _DIGITS.sub("<n>", word)  # e.g. python3.11, e3q8
+
+
 MAX_SAMPLE_LINES = 200
 
 
 def normalize(message: str) -> str:
     """The message with request ids, uuids, hex ids, addresses and numbers replaced by placeholders."""
-    text = message.strip()[:2000]
-    for pattern, repl in _NORMALIZERS:
-        text = pattern.sub(repl, text)
+    text = _DIGIT_WORD.sub(_placeholder, message.strip()[:2000])
     return " ".join(text.split())
 
 
@@ -64,7 +77,7 @@ class ErrorGroup:
                 self.last_seen = ev.ts
         if _rank(ev.level) > _rank(self.level):
             self.level = ev.level
-        if not self.sample_traceback and ev.lines:
+        if not self.sample_traceback and ev._lines:
             self.sample_traceback = "\n".join(ev.lines[:MAX_SAMPLE_LINES])
             self.sample_where = f"{ev.host}:{ev.path}:{ev.offset}"
         rid = ev.global_request_id or ev.request_id

@@ -47,6 +47,10 @@ PY_LOCATION_RE = re.compile(r'\s+File "')
 MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
 
+_TB = "Traceback (most recent call last)"
+_TB_B = _TB.encode()
+
+
 @dataclass
 class Event:
     """One log record with its continuation lines."""
@@ -61,7 +65,7 @@ class Event:
     user: str | None = None
     project: str | None = None
     instance: str | None = None
-    lines: list[str] = field(default_factory=list)  # continuation lines (traceback, rest of a multi-line message)
+    _lines: list = field(default_factory=list)  # continuation lines; the fast path stores undecoded bytes
     fmt: str = "oslo"
     host: str = ""
     service: str = ""
@@ -70,6 +74,18 @@ class Event:
     end: int = 0  # byte offset just after the last line
     truncated: bool = False
     key: tuple = ()  # what continuation lines must share with the first line
+    _raw: bool = False  # some of _lines are still bytes
+
+    @property
+    def lines(self) -> list[str]:
+        """Continuation lines (traceback, rest of a multi-line message)."""
+        if self._raw:
+            parts = self._lines
+            for i, x in enumerate(parts):
+                if type(x) is not str:
+                    parts[i] = decode(x)
+            self._raw = False
+        return self._lines
 
     @property
     def traceback(self) -> str:
@@ -82,12 +98,16 @@ class Event:
 
     @property
     def has_traceback(self) -> bool:
-        return any(line.startswith("Traceback (most recent call last)") for line in self.lines)
+        return any(line.startswith(_TB if type(line) is str else _TB_B) for line in self._lines)
+
+    def _reversed_text(self) -> Iterator[str]:
+        for x in reversed(self._lines):
+            yield x if type(x) is str else decode(x)
 
     def exception(self) -> tuple[str | None, str | None]:
         """(type, message) of the last exception in the traceback, else one named in the message."""
         if self.has_traceback:
-            for line in reversed(self.lines):
+            for line in self._reversed_text():
                 stripped = line.strip()
                 if not stripped or line.startswith((" ", "\t")) or stripped.startswith(("(Background on this error", "^")):
                     continue
@@ -237,7 +257,9 @@ class Assembler:
         self.clock = clock or Clock()
         self.service, self.host, self.path = service, host, path
         self.max_lines = max_lines
+        self.max_line_bytes = 1 << 20
         self.current: Event | None = None
+        self._fastp: bytes | None = None  # exact prefix of the current oslo event's continuation lines
 
     def _new(self, offset: int, end: int, **kw) -> Event:
         return Event(host=self.host, service=self.service, path=self.path, offset=offset, end=end, **kw)
@@ -256,8 +278,8 @@ class Assembler:
             cur = self.current
             if cur is None:
                 cur = self.current = self._new(offset, end, ts=None, level="INFO", message=text, fmt="plain")
-            elif len(cur.lines) < self.max_lines:
-                cur.lines.append(text)
+            elif len(cur._lines) < self.max_lines:
+                cur._lines.append(text)
                 cur.end = end
             else:
                 cur.truncated = True
@@ -267,8 +289,39 @@ class Assembler:
             return None
         if truncated:
             ev.truncated = True
+        self._fastp = getattr(ev, "_fastp", None)
         done, self.current = self.current, ev
         return done
+
+    def feed_block(self, offset: int, block: bytes) -> Iterator[Event]:
+        """Add consecutive lines (no trailing newline); yield the events they complete.
+
+        Continuation lines carrying exactly the current oslo event's exception prefix are appended
+        without a regex; everything else goes through feed()."""
+        maxb = self.max_line_bytes
+        if self.current is not None and self.current.end != offset:  # lines were skipped: the event is complete
+            done = self.flush()
+            if done is not None:
+                yield done
+        for raw in block.split(b"\n"):
+            end = offset + len(raw) + 1
+            fastp = self._fastp
+            cur = self.current
+            if fastp is not None and raw.startswith(fastp) and raw[len(fastp):len(fastp) + 1] != b"[" and len(raw) <= maxb:
+                if len(cur._lines) < self.max_lines:  # type: ignore[union-attr]
+                    cur._lines.append(raw[len(fastp):])  # type: ignore[union-attr]
+                    cur._raw = True  # type: ignore[union-attr]
+                else:
+                    cur.truncated = True  # type: ignore[union-attr]
+                cur.end = end  # type: ignore[union-attr]
+            else:
+                if raw[-1:] == b"\r":
+                    raw = raw[:-1]
+                trunc = len(raw) > maxb
+                done = self.feed(offset, raw[:maxb] if trunc else raw, trunc, end)
+                if done is not None:
+                    yield done
+            offset = end
 
     def flush(self) -> Event | None:
         done, self.current = self.current, None
@@ -299,17 +352,18 @@ class Assembler:
                 return self._new(offset, end, ts=None, level=m["level"], message=m["rest"], logger=m["logger"], fmt="python")
         if text.startswith("Traceback (most recent call last)"):
             cur = self.current
-            if cur is None or (cur.level not in ERROR_LEVELS and not cur.lines) or cur.has_traceback and not self._chained(cur):
+            if cur is None or (cur.level not in ERROR_LEVELS and not cur._lines) or cur.has_traceback and not self._chained(cur):
                 # a bare traceback printed to stderr (eventlet, gunicorn workers): an error of its own
                 ev = self._new(offset, end, ts=cur.ts if cur else None, level="ERROR", message="Unhandled exception",
                                fmt="python", pid=cur.pid if cur else None, logger=cur.logger if cur else "")
-                ev.lines.append(text)
+                ev._lines.append(text)
                 return ev
         return None
 
     @staticmethod
     def _chained(cur: Event) -> bool:
-        last = cur.lines[-1].strip() if cur.lines else ""
+        last = cur._lines[-1] if cur._lines else ""
+        last = (last if type(last) is str else decode(last)).strip()
         return last == "" or last.startswith(("During handling", "The above exception"))
 
     def _oslo(self, m: re.Match, offset: int, end: int) -> Event | None:
@@ -320,9 +374,9 @@ class Assembler:
         if cur is not None and cur.key == key:
             same_time = cur.fmt == "oslo" and self._same_date(cur, m["date"])
             if level == "TRACE" or (same_time and level in ("ERROR", cur.level) and not CONTEXT_RE.match(rest)):
-                if len(cur.lines) < self.max_lines:
+                if len(cur._lines) < self.max_lines:
                     im = INSTANCE_RE.match(rest)
-                    cur.lines.append(rest[im.end():] if im else rest)
+                    cur._lines.append(rest[im.end():] if im else rest)
                 else:
                     cur.truncated = True
                 cur.end = end
@@ -335,6 +389,8 @@ class Assembler:
                        logger=m["logger"], pid=int(m["pid"]) if m["pid"] else None, fmt="oslo", **fields)
         ev.key = key
         ev._date = m["date"]  # type: ignore[attr-defined]
+        if m["pid"] and not m["tz"]:
+            ev._fastp = f"{m['date']} {m['pid']} ERROR {m['logger']} ".encode()  # type: ignore[attr-defined]
         return ev
 
     @staticmethod
@@ -349,18 +405,18 @@ class Assembler:
         same = cur is not None and cur.key == key
         if inner is None and same:
             bare_tb = rest.startswith("Traceback (most recent call last)")
-            if not bare_tb or (cur.level in ERROR_LEVELS and (not cur.lines or self._chained(cur))):
-                if len(cur.lines) < self.max_lines:
-                    cur.lines.append(rest)
+            if not bare_tb or (cur.level in ERROR_LEVELS and (not cur._lines or self._chained(cur))):
+                if len(cur._lines) < self.max_lines:
+                    cur._lines.append(rest)
                 cur.end = end
                 return _HANDLED
         level, logger = "INFO", m["ident"]
         if inner is not None:
             level, logger, rest = LEVEL_ALIASES.get(inner["level"], inner["level"]), inner["logger"], inner["rest"]
             if same and (level == "TRACE" or (level == "ERROR" and logger == cur.logger and not CONTEXT_RE.match(rest))):
-                if len(cur.lines) < self.max_lines:
+                if len(cur._lines) < self.max_lines:
                     im = INSTANCE_RE.match(rest)
-                    cur.lines.append(rest[im.end():] if im else rest)
+                    cur._lines.append(rest[im.end():] if im else rest)
                 cur.end = end
                 return _HANDLED
         elif rest.startswith("Traceback (most recent call last)"):
@@ -369,7 +425,7 @@ class Assembler:
         ev = self._new(offset, end, ts=self.clock.syslog(m["date"]), level=level, message=message, logger=logger,
                        pid=int(m["pid"]) if m["pid"] else None, fmt="journal", **fields)
         if message.startswith("Traceback (most recent call last)"):
-            ev.message, ev.lines = "Unhandled exception", [message]
+            ev.message, ev._lines = "Unhandled exception", [message]
         ev.key = key
         ev.service = ev.service or m["ident"]
         return ev
@@ -461,7 +517,7 @@ def _journal_event(f: dict[str, str], host: str, path: str, start: int, end: int
     return Event(ts=ts, level=level, message=first, logger=logger, pid=int(pid) if pid and pid.isdigit() else None,
                  request_id=request_id, global_request_id=f.get("GLOBAL_REQUEST_ID") or ctx.get("global_request_id"),
                  user=f.get("USER_ID") or ctx.get("user"), project=f.get("PROJECT_ID") or ctx.get("project"),
-                 instance=ctx.get("instance"), lines=lines[:MAX_CONTINUATION_LINES], fmt="journal-export",
+                 instance=ctx.get("instance"), _lines=lines[:MAX_CONTINUATION_LINES], fmt="journal-export",
                  host=f.get("_HOSTNAME", host), service=f.get("SYSLOG_IDENTIFIER", ""), path=path, offset=start, end=end)
 
 
