@@ -16,10 +16,10 @@ from typing import Any, Callable
 import psutil
 
 from opsctl.checkdef import CheckContext
-from opsctl.hosts import CommandNotFound, Host, LocalHost
+from opsctl.hosts import Host, LocalHost
 from opsctl.checks._hostparse import (
     Listeners, Mount, Proc, TimeSync, UnitState, parse_chronyc_tracking, parse_df_output, parse_df_posix,
-    parse_fd_listing, parse_grep_limits, parse_loadavg, parse_meminfo, parse_ps, parse_ss_listen,
+    parse_cpu_list, parse_limits, parse_loadavg, parse_meminfo, parse_ntpq_rv, parse_ps, parse_ss_listen,
     parse_systemctl_show, parse_timedatectl_show, split_address,
 )
 
@@ -76,16 +76,14 @@ def loadavg(ctx: CheckContext) -> tuple[float, float, float]:
 def cpu_count(ctx: CheckContext) -> int:
     def gather() -> int:
         if is_local(ctx):
-            return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (psutil.cpu_count() or 1)
-        return max(int(_run(ctx, ["nproc"]).strip() or 1), 1)
+            return psutil.cpu_count() or 1  # online CPUs, as /sys/devices/system/cpu/online
+        return max(parse_cpu_list(ctx.host.read_file("/sys/devices/system/cpu/online").decode()), 1)
 
     return cached(ctx.host, "cpus", gather)
 
 
 def _read_proc(ctx: CheckContext, path: str) -> str:
-    if is_local(ctx):
-        return ctx.host.read_file(path).decode()
-    return _run(ctx, ["cat", path])
+    return ctx.host.read_file(path).decode()  # remotely over SFTP: no shell started
 
 
 # ------------------------------------------------------------------------------------ mounts
@@ -150,9 +148,7 @@ def _local_processes() -> list[Proc]:
 
 
 def _remote_processes(ctx: CheckContext) -> list[Proc]:
-    args = _run(ctx, ["ps", "-e", "-ww", "-o", "pid=,ppid=,args="])
-    comm = _run(ctx, ["ps", "-e", "-o", "pid=,comm="])
-    return [p for p in parse_ps(args, comm) if p.args]
+    return [p for p in parse_ps(_run(ctx, ["ps", "-e", "-ww", "-o", "pid=,ppid=,comm:15=,args="])) if p.args]
 
 
 # ------------------------------------------------------------------------------------ ports
@@ -192,34 +188,40 @@ def nofile(ctx: CheckContext, pids: list[int]) -> dict[int, tuple[float, float, 
             inf = psutil.RLIM_INFINITY
             out[pid] = (float("inf") if soft == inf else float(soft), float("inf") if hard == inf else float(hard), fds)
         return out
-    files = [f"/proc/{pid}/limits" for pid in pids]
-    limits = parse_grep_limits(_run(ctx, ["grep", "-H", "^Max open files", *files], ok_rcs=(0, 1, 2)))
-    listing = ctx.host.run(["find", *[f"/proc/{pid}/fd" for pid in limits], "-mindepth", "1", "-maxdepth", "1"],
-                           timeout=ctx.timeout) if limits else None
-    counts = parse_fd_listing(listing.stdout) if listing is not None else {}
-    readable = {pid for pid in limits if listing is not None and f"/proc/{pid}/fd'" not in listing.stderr}
-    return {pid: (soft, hard, counts.get(pid, 0) if pid in readable else None) for pid, (soft, hard) in limits.items()}
+    out = {}
+    for pid in pids:  # over SFTP: /proc/<pid>/limits and a listing of /proc/<pid>/fd
+        try:
+            parsed = parse_limits(ctx.host.read_file(f"/proc/{pid}/limits").decode())
+        except OSError:
+            continue  # exited
+        if parsed is None:
+            continue
+        try:
+            fds: int | None = len(ctx.host.glob(f"/proc/{pid}/fd/*"))
+        except OSError:
+            fds = None
+        out[pid] = (parsed[0], parsed[1], fds)
+    return out
 
 
 # ------------------------------------------------------------------------------------ time
 class NoTimeDaemon(Exception):
-    """Neither chronyd nor systemd's time sync answers; the message says what was tried."""
+    """No time synchronisation daemon runs; the message says what was looked for."""
+
+
+TIME_DAEMONS = ("chronyd", "ntpd", "ntpsec", "systemd-timesyncd", "openntpd")
 
 
 def time_sync(ctx: CheckContext) -> TimeSync:
-    tried = []
-    for argv, parse in ((["chronyc", "-n", "tracking"], parse_chronyc_tracking),
-                        (["timedatectl", "show"], parse_timedatectl_show)):
-        try:
-            res = ctx.host.run(argv, timeout=min(ctx.timeout, 10))
-        except CommandNotFound:
-            tried.append(f"{argv[0]}: not installed")
-            continue
-        if res.rc == 0 and res.stdout.strip():
-            return parse(res.stdout)
-        msg = (res.stderr or res.stdout).strip().splitlines()
-        tried.append(f"{argv[0]}: {msg[-1] if msg else f'exit {res.rc}'}")
-    raise NoTimeDaemon("; ".join(tried))
+    """Ask the daemon that runs: chronyd (chronyc tracking), ntpd (ntpq), else systemd (timedatectl show)."""
+    running = {t for p in processes(ctx) for t in p.tokens} & set(TIME_DAEMONS)
+    if "chronyd" in running:
+        return parse_chronyc_tracking(_run(ctx, ["chronyc", "-n", "tracking"]))
+    if running & {"ntpd", "ntpsec"}:
+        return parse_ntpq_rv(_run(ctx, ["ntpq", "-n", "-c", "rv 0 leap,stratum,offset,refid"]))
+    if has_systemd(ctx):
+        return parse_timedatectl_show(_run(ctx, ["timedatectl", "show"]))
+    raise NoTimeDaemon(f"no {', '.join(TIME_DAEMONS)} process, and systemd is not running")
 
 
 # ------------------------------------------------------------------------------------ systemd
@@ -227,7 +229,7 @@ def has_systemd(ctx: CheckContext) -> bool:
     """sd_booted(): systemd is PID 1 when /run/systemd/system exists."""
     if is_local(ctx):
         return os.path.isdir("/run/systemd/system")
-    return cached(ctx.host, "systemd", lambda: ctx.host.run(["test", "-d", "/run/systemd/system"], timeout=ctx.timeout).rc == 0)
+    return cached(ctx.host, "systemd", lambda: ctx.host.exists("/run/systemd/system"))
 
 
 def unit_states(ctx: CheckContext, units: list[str]) -> dict[str, UnitState]:

@@ -25,16 +25,19 @@ class Mount:
 
 @dataclass(frozen=True)
 class Proc:
-    """A process as the service matcher sees it."""
+    """A process as the service matcher sees it: its name and the program words of its command line."""
 
     pid: int
     ppid: int
     name: str
     args: str
+    tokens: frozenset[str] = field(default=frozenset(), compare=False)
 
-    @property
-    def tokens(self) -> frozenset[str]:
-        return command_tokens(self.args) | ({self.name} if self.name else set())
+    def __post_init__(self) -> None:
+        if not self.tokens:
+            name = self.name.strip(_STRIP)
+            tokens = command_tokens(self.args) | ({name} if name else set())
+            object.__setattr__(self, "tokens", frozenset(tokens))
 
 
 @dataclass(frozen=True)
@@ -101,33 +104,6 @@ def parse_limits(text: str) -> tuple[float, float] | None:
             f = line[len("Max open files"):].split()
             return _limit(f[0]), _limit(f[1])
     return None
-
-
-_GREP_LIMITS = re.compile(r"^/proc/(\d+)/limits:Max open files\s+(\S+)\s+(\S+)")
-
-
-def parse_grep_limits(text: str) -> dict[int, tuple[float, float]]:
-    """Output of `grep -H '^Max open files' /proc/<pid>/limits ...` -> pid: (soft, hard)."""
-    out = {}
-    for line in text.splitlines():
-        m = _GREP_LIMITS.match(line)
-        if m:
-            out[int(m.group(1))] = (_limit(m.group(2)), _limit(m.group(3)))
-    return out
-
-
-_FD_LINE = re.compile(r"^/proc/(\d+)/fd/\d+$")
-
-
-def parse_fd_listing(text: str) -> dict[int, int]:
-    """Output of `find /proc/<pid>/fd ... -mindepth 1 -maxdepth 1` -> pid: open descriptors."""
-    counts: dict[int, int] = {}
-    for line in text.splitlines():
-        m = _FD_LINE.match(line.strip())
-        if m:
-            pid = int(m.group(1))
-            counts[pid] = counts.get(pid, 0) + 1
-    return counts
 
 
 # ------------------------------------------------------------------------------------ df
@@ -209,23 +185,32 @@ def command_tokens(args: str, limit: int = 8) -> frozenset[str]:
     return frozenset(tokens)
 
 
-def parse_ps(args_text: str, comm_text: str = "") -> list[Proc]:
-    """`ps -e -ww -o pid=,ppid=,args=` (and `ps -e -o pid=,comm=` for names); kernel threads dropped."""
-    names: dict[int, str] = {}
-    for line in comm_text.splitlines():
-        f = line.split(None, 1)
-        if len(f) == 2 and f[0].isdigit():
-            names[int(f[0])] = f[1].strip()
+_PS_LINE = re.compile(r"^\s*(\d+)\s+(\d+) (.{15}) (.*)$")
+
+
+def parse_ps(text: str) -> list[Proc]:
+    """`ps -e -ww -o pid=,ppid=,comm:15=,args=` (comm padded to 15 columns); kernel threads dropped."""
     procs = []
-    for line in args_text.splitlines():
-        f = line.split(None, 2)
-        if len(f) < 2 or not f[0].isdigit() or not f[1].isdigit():
+    for line in text.splitlines():
+        m = _PS_LINE.match(line)
+        if not m:
             continue
-        pid, ppid = int(f[0]), int(f[1])
+        pid, ppid = int(m.group(1)), int(m.group(2))
         if pid == 2 or ppid == 2:  # kthreadd and kernel threads
             continue
-        procs.append(Proc(pid, ppid, names.get(pid, ""), f[2] if len(f) == 3 else ""))
+        procs.append(Proc(pid, ppid, m.group(3).strip(), m.group(4).strip()))
     return procs
+
+
+def parse_cpu_list(text: str) -> int:
+    """/sys/devices/system/cpu/online ('0-3,8-11') -> number of CPUs."""
+    count = 0
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        count += (int(hi) - int(lo) + 1) if hi else 1
+    return count
 
 
 # ------------------------------------------------------------------------------------ time
@@ -248,6 +233,16 @@ def parse_chronyc_tracking(text: str) -> TimeSync:
         offset = abs(float(m.group(1)))
     unsynced = leap.lower().startswith("not synchronised") or ref.startswith("00000000") or stratum == 0
     return TimeSync("chronyc", not unsynced and bool(leap), offset, stratum, ref, leap)
+
+
+def parse_ntpq_rv(text: str) -> TimeSync:
+    """`ntpq -n -c 'rv 0 leap,stratum,offset,refid'`: leap=11 means unsynchronised; offset in milliseconds."""
+    values = dict(m.groups() for m in re.finditer(r"(\w+)=([^,\s]+)", text))
+    leap = values.get("leap", "")
+    stratum = int(values["stratum"]) if values.get("stratum", "").isdigit() else None
+    offset = abs(float(values["offset"])) / 1000.0 if "offset" in values else None
+    synced = leap in ("00", "01", "10") and stratum is not None and stratum < 16
+    return TimeSync("ntpq", synced, offset, stratum, values.get("refid", ""), leap)
 
 
 def parse_timedatectl_show(text: str) -> TimeSync:

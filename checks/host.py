@@ -154,15 +154,15 @@ def disk_inodes(ctx: CheckContext):
                    "(chronyc sources -v) and that UDP 123 reaches them; skewed clocks break Keystone tokens, "
                    "Galera and RabbitMQ clustering.")
 def time_sync(ctx: CheckContext):
-    """Clock synchronised (chronyc tracking, else timedatectl) and its offset within thresholds."""
+    """Clock synchronised (chronyc tracking, ntpq, or timedatectl) and its offset within thresholds."""
     try:
         ts = facts.time_sync(ctx)
     except facts.NoTimeDaemon as exc:
         status = _status_option(ctx, "no_daemon_status", Status.WARNING)
-        yield ctx.result(status, f"no time synchronisation daemon answers on {ctx.host_name} ({exc})")
+        yield ctx.result(status, f"no time synchronisation daemon runs on {ctx.host_name} ({exc})")
         return
     if not ts.synchronised:
-        why = f"leap status {ts.leap!r}, reference {ts.reference or 'none'}" if ts.source == "chronyc" else ts.reference
+        why = f"leap status {ts.leap!r}, reference {ts.reference or 'none'}" if ts.source != "timedatectl" else ts.reference
         yield ctx.critical(f"clock of {ctx.host_name} is NOT synchronised ({ts.source}: {why})",
                            metrics={"time_synchronised": 0})
         return
@@ -290,7 +290,7 @@ def _unit_result(ctx: CheckContext, component: Component, svc: Service, states) 
 
 
 @check("host.open_files", thresholds={"warn_usage_pct": 80, "crit_usage_pct": 90, "below_min_status": "WARNING",
-                                      "skip_services": []}, runbook="raise-nofile-limit",
+                                      "max_pids": 4, "skip_services": []}, runbook="raise-nofile-limit",
        remediation="Raise the daemon's limit (systemd: LimitNOFILE= in a drop-in, then daemon-reload and restart; "
                    "otherwise limits.conf / ulimit -n in its start script).")
 def open_files(ctx: CheckContext):
@@ -304,10 +304,18 @@ def open_files(ctx: CheckContext):
         found = _matching(procs, svc)
         if not found:
             continue  # not running: host.processes reports it
-        limits = facts.nofile(ctx, [p.pid for p in found][:64])
+        limits = facts.nofile(ctx, _main_pids(found, int(ctx.thresholds["max_pids"])))
         if not limits:
             continue  # exited meanwhile
         yield from _nofile_results(ctx, component, svc, limits)
+
+
+def _main_pids(found: list[Proc], limit: int) -> list[int]:
+    """Parents first (workers inherit their limits), then workers, at most `limit` pids."""
+    pids = {p.pid for p in found}
+    parents = sorted(p.pid for p in found if p.ppid not in pids)
+    workers = sorted(pids - set(parents))
+    return (parents + workers)[:max(limit, 1)]
 
 
 def _nofile_results(ctx: CheckContext, component: Component, svc: Service, limits) -> Iterator[Result]:
