@@ -196,7 +196,7 @@ class SSHHost:
             if not os.path.exists(path):
                 raise HostKeyError(f"{self.name}: known_hosts file {path} does not exist",
                                    hint="create it with ssh-keyscan after verifying the host's fingerprint")
-            client.load_host_keys(path)
+            _add_known_keys(client, path, s.address, s.port)
         else:
             client.load_system_host_keys()
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -361,6 +361,25 @@ class SSHHost:
                 except Exception:  # noqa: BLE001 - closing a dead connection may fail
                     pass
         self._sftp = self._client = self._jump_client = None
+
+
+_known_hosts: dict[str, tuple[tuple[int, int], paramiko.HostKeys]] = {}
+_known_hosts_lock = threading.Lock()
+
+
+def _add_known_keys(client: paramiko.SSHClient, path: str, address: str, port: int) -> None:
+    """Give the client this host's known_hosts entries; the file is parsed once per change, not per connection."""
+    st = os.stat(path)
+    signature = (st.st_mtime_ns, st.st_size)
+    with _known_hosts_lock:
+        cached = _known_hosts.get(path)
+    if cached is None or cached[0] != signature:
+        cached = (signature, paramiko.HostKeys(path))
+        with _known_hosts_lock:
+            _known_hosts[path] = cached
+    name = address if port == 22 else f"[{address}]:{port}"
+    for keytype, key in (cached[1].lookup(name) or {}).items():
+        client.get_host_keys().add(name, keytype, key)
 
 
 class _OwnedFile:
