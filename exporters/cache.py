@@ -28,6 +28,7 @@ class CollectorState:
     families: list[Metric] = field(default_factory=list)
     rendered: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # family -> (header, samples)
     last_success: float | None = None  # wall clock of the last good collection
+    updated: float | None = None  # wall clock when `families` were set (a success or a failure's partial families)
     last_attempt: float | None = None
     last_duration: float = 0.0
     last_error: str = ""
@@ -81,7 +82,7 @@ class Cache:
         with self._lock:
             st = self._states.setdefault((name, cloud), CollectorState(name, cloud))
             st.families, st.rendered = list(families), rendered
-            st.last_success = st.last_attempt = now or time.time()
+            st.last_success = st.last_attempt = st.updated = now or time.time()
             st.last_duration, st.up, st.last_error = duration, True, ""
             st.runs += 1
         self._rebuild()
@@ -97,18 +98,18 @@ class Cache:
             st.runs += 1
             st.errors += 1
             if families is not None and rendered is not None:
-                st.families, st.rendered = list(families), rendered
+                st.families, st.rendered, st.updated = list(families), rendered, st.last_attempt
         if families is not None:
             self._rebuild()
 
     def expire(self, now: float | None = None) -> None:
-        """Drop from the body the families of collectors whose last success is older than max_age."""
+        """Drop from the body the families of collectors not updated for more than max_age seconds."""
         if self.max_age is None:
             return
         now = now or time.time()
         with self._lock:
             stale = {k for k, st in self._states.items()
-                     if st.rendered and (st.last_success is None or now - st.last_success > self.max_age)}
+                     if st.rendered and (st.updated is None or now - st.updated > self.max_age)}
             changed = stale != self._stale
         if changed:
             self._rebuild(stale)

@@ -94,7 +94,6 @@ class CloudClient:
             microversion: str | None = None) -> Any:
         """GET a path of a service endpoint (from the catalog) and return the decoded JSON."""
         conn = self.connection()
-        proxy = getattr(conn, SERVICE_PROXIES[service])
         kwargs: dict[str, Any] = {"raise_exc": False}
         if microversion:
             kwargs["microversion"] = microversion
@@ -102,6 +101,7 @@ class CloudClient:
             kwargs["params"] = params
         t0 = time.monotonic()
         try:
+            proxy = getattr(conn, SERVICE_PROXIES[service])  # may discover versions: an API call too
             resp = proxy.get(path, **kwargs)
         except Exception as exc:  # noqa: BLE001 - transport errors, timeouts, catalog errors
             self.latency.observe(service, time.monotonic() - t0)
@@ -181,7 +181,7 @@ def collect_nova(client: CloudClient) -> list:
         for s in services:
             fam.gauge("openstack_nova_agent_state", "1 if the Nova service reports up (state), by host and binary",
                       {"hostname": s.get("host"), "service": s.get("binary"), "zone": s.get("zone"),
-                       "adminState": s.get("status")}, _state(s.get("state")))
+                       "admin_state": s.get("status")}, _state(s.get("state")))
             if s.get("binary") == "nova-compute":
                 zone_of[str(s.get("host"))] = str(s.get("zone") or "")
         aggregates: dict[str, list[str]] = {}
@@ -230,7 +230,7 @@ def collect_neutron(client: CloudClient) -> list:
         for a in agents:
             fam.gauge("openstack_neutron_agent_state", "1 if the Neutron agent is alive, by host and binary",
                       {"hostname": a.get("host"), "service": a.get("binary"), "zone": a.get("availability_zone") or "",
-                       "adminState": "up" if a.get("admin_state_up") else "down"}, 1 if a.get("alive") else 0)
+                       "admin_state": "up" if a.get("admin_state_up") else "down"}, 1 if a.get("alive") else 0)
         for resource in ("networks", "subnets", "routers", "floatingips"):
             items = client.get("network", f"/{resource}", [("fields", "id")]).get(resource, [])
             fam.gauge(f"openstack_neutron_{resource.replace('floatingips', 'floating_ips')}",
@@ -244,7 +244,7 @@ def collect_cinder(client: CloudClient) -> list:
         for s in client.get("volume", "/os-services").get("services", []):
             fam.gauge("openstack_cinder_agent_state", "1 if the Cinder service reports up, by host and binary",
                       {"hostname": s.get("host"), "service": s.get("binary"), "zone": s.get("zone"),
-                       "adminState": s.get("status")}, _state(s.get("state")))
+                       "admin_state": s.get("status")}, _state(s.get("state")))
         volumes = client.paged("volume", "/volumes/detail", "volumes", {"all_tenants": 1, "limit": PAGE})
         by_status = Counter(str(v.get("status") or "unknown") for v in volumes)
         for status in sorted(set(by_status) | {"available", "in-use", "error"}):
@@ -286,7 +286,7 @@ def collect_placement(client: CloudClient, concurrency: int = 8) -> list:
         for rp, inventories, usages in fetched:
             for rclass, inv in sorted(inventories.items()):
                 labels = {"hostname": rp.get("name"), "resourcetype": rclass}
-                fam.gauge("openstack_placement_resource_total", "Inventory total per provider and resource class",
+                fam.gauge("openstack_placement_resource_inventory", "Inventory total per provider and resource class (openstack-exporter: ..._resource_total)",
                           labels, inv.get("total", 0))
                 fam.gauge("openstack_placement_resource_reserved", "Reserved inventory per provider and class",
                           labels, inv.get("reserved", 0))

@@ -150,7 +150,7 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - series: 'openstack_nova_agent_state{{cloud="c",hostname="cmp1",service="nova-compute",zone="nova",adminState="enabled"}}'
+      - series: 'openstack_nova_agent_state{{cloud="c",hostname="cmp1",service="nova-compute",zone="nova",admin_state="enabled"}}'
         values: '1 1 0 0 0 0 1'
       - series: 'opsctl_backup_last_success_timestamp_seconds{{target="nova/nova",component="nova",type="mysql-dump"}}'
         values: '0x3000'
@@ -161,7 +161,7 @@ tests:
         alertname: NovaComputeDown
         exp_alerts:
           - exp_labels: {{severity: critical, runbook: nova-compute-down, cloud: c, hostname: cmp1,
-                         service: nova-compute, zone: nova, adminState: enabled}}
+                         service: nova-compute, zone: nova, admin_state: enabled}}
             exp_annotations:
               summary: "nova-compute on cmp1 (c) is down"
               description: "Nova reports nova-compute on cmp1 in zone nova as down for 2 minutes: no new instance lands there and its instances cannot be managed."
