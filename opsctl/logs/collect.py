@@ -4,9 +4,7 @@ events matter (errors, one request id), a full parse otherwise; local files in p
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -141,6 +139,9 @@ def _run_local(jobs: list[tuple], workers: int | None):
             except (OSError, EOFError) as exc:
                 yield job, exc
         return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = [(job, pool.submit(_local_worker, job)) for job in jobs]

@@ -427,7 +427,7 @@ class Assembler:
         if message.startswith("Traceback (most recent call last)"):
             ev.message, ev._lines = "Unhandled exception", [message]
         ev.key = key
-        ev.service = ev.service or m["ident"]
+        ev.service = m["ident"]  # the journal interleaves units: the unit names the service
         return ev
 
 

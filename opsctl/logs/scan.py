@@ -105,7 +105,7 @@ def candidate_blocks(stream: IO[bytes], tokens: Sequence[bytes], max_line_bytes:
         limit = n if eof else buf.rfind(b"\n", 0, n) + 1
         if limit == 0 and not eof:
             if n > max_line_bytes:  # one line longer than allowed: test its head, skip the rest
-                head = bytes(view[:max_line_bytes])
+                head = bytes(view[:max_line_bytes + 1])  # one byte more than allowed: the reader sees the cut
                 if search.positions(head, len(head)):
                     yield base, head
                 carry = None
