@@ -24,8 +24,9 @@ def free_port() -> int:
 class ThrowawayMariaDB:
     """mariadb-install-db + mariadbd on a temp dir, root over the socket; removed on exit."""
 
-    def __init__(self, parent: str | None = None, buffer_pool: str = "256M"):
+    def __init__(self, parent: str | None = None, buffer_pool: str = "256M", extra_args: tuple[str, ...] = ()):
         self.parent = parent
+        self.extra_args = tuple(extra_args)
         self.buffer_pool = buffer_pool
         self.base: Path | None = None
         self.proc: subprocess.Popen | None = None
@@ -57,7 +58,7 @@ class ThrowawayMariaDB:
              "--bind-address=127.0.0.1", f"--pid-file={self.base / 'mysqld.pid'}", f"--log-error={self.base / 'mysqld.err'}",
              f"--innodb-buffer-pool-size={self.buffer_pool}", "--innodb-flush-log-at-trx-commit=0", "--skip-innodb-doublewrite",
              "--innodb-log-file-size=256M", "--skip-log-bin", "--skip-name-resolve", "--performance-schema=OFF",
-             "--max-allowed-packet=1G"],
+             "--max-allowed-packet=1G", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
