@@ -69,6 +69,8 @@ class Cache:
         self._body = b""
         self._body_gz = gzip.compress(b"", 1)
         self._stale: set[tuple[str, str]] = set()
+        self._version = 0  # bumped by every change; a rebuild only replaces an older body
+        self._body_version = 0
         self.max_age = max_age
 
     # ----------------------------------------------------------------------------------------- writing
@@ -118,6 +120,8 @@ class Cache:
         with self._lock:
             if stale is not None:
                 self._stale = stale
+            self._version += 1
+            version = self._version
             headers: dict[str, bytes] = {}
             samples: dict[str, list[bytes]] = {}
             for key in sorted(self._states):
@@ -129,7 +133,8 @@ class Cache:
             body = b"".join(headers[n] + b"".join(samples[n]) for n in sorted(headers))
         body_gz = gzip.compress(body, 1)
         with self._lock:
-            self._body, self._body_gz = body, body_gz
+            if version > self._body_version:  # two refreshers finishing together: the newest body wins
+                self._body, self._body_gz, self._body_version = body, body_gz, version
 
     # ----------------------------------------------------------------------------------------- reading
     def body(self) -> tuple[bytes, bytes]:
