@@ -123,9 +123,13 @@ class Event:
 _MSG_EXC_RE = re.compile(r"(?:^|[\s:(])(?P<type>(?:[a-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Failure|Timeout|NotFound|Refused|Fault))(?=[:\s(,]|$)")
 
 
+_MSG_QUALIFIED_EXC_RE = re.compile(r"(?:^|[\s(])(?P<type>(?:[a-z_]\w*\.)+[A-Z]\w*)(?=: )")
+
+
 def exception_in_message(message: str) -> str | None:
-    """The exception class named in a one-line error message (e.g. '...: oslo_db.exception.DBConnectionError: ...')."""
-    m = _MSG_EXC_RE.search(message)
+    """The exception class named in a one-line error message ('...: oslo_db.exception.DBConnectionError: ...',
+    '...: nova.exception.NoValidHost: ...', '...: ConnectionRefusedError: ...')."""
+    m = _MSG_QUALIFIED_EXC_RE.search(message) or _MSG_EXC_RE.search(message)
     return m["type"] if m else None
 
 
