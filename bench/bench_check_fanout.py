@@ -149,6 +149,8 @@ def main() -> None:
     names = [f"h{i:02d}" for i in range(opts.hosts)]
     base = servers.tempdir("bench-fanout")
     hosts = (servers.SSHHosts if opts.root_home else BenchHosts)(base / "ssh", names, prefix=PREFIX, first_octet=FIRST_OCTET)
+    for i in range(opts.hosts):  # a previous run's MAC for the same address would blackhole SSH for ~20 s
+        subprocess.run(["ip", "neigh", "flush", "to", f"{servers.SUBNET}.{FIRST_OCTET + i}"], capture_output=True)
     try:
         t0 = time.monotonic()
         hosts.start()
