@@ -6,7 +6,7 @@ from typing import Any, Iterable, Iterator
 
 from opsctl.checkdef import CheckContext, check
 from opsctl.checks._api import (
-    DAILY, age_seconds, api_probe_check, connection, count_status, describe_service, disabled_results, fetch,
+    DAILY, age_seconds, api_probe_check, connection, count_status, disabled_results, fetch,
     human_age, names_list, raw_get, services_up_results, utcnow, with_latency,
 )
 from opsctl.results import Result
