@@ -105,9 +105,10 @@ def evaluate_endpoint(ctx: CheckContext, service: str, interface: str, url: str,
                       outcome: tuple[int | None, float, str]) -> Result:
     code, seconds, error = outcome
     label = f"{service} {interface} endpoint {url}"
+    item = f"{service}/{interface}"  # metric keys 'name:item': one series per endpoint in the exporter
     if code is None:
-        return ctx.critical(f"{label} unreachable: {error}", metrics={"up": 0})
-    metrics = {"up": int(code < 500), "http_status": code, "latency_seconds": round(seconds, 4)}
+        return ctx.critical(f"{label} unreachable: {error}", metrics={f"up:{item}": 0})
+    metrics = {f"up:{item}": int(code < 500), f"http_status:{item}": code, f"latency_seconds:{item}": round(seconds, 4)}
     if code >= 500:
         return ctx.critical(f"{label} answered HTTP {code}", metrics=metrics)
     status = latency_status(seconds, ctx.thresholds)
