@@ -35,6 +35,13 @@ def api_failure(exc: BaseException) -> str:
     """One line saying why an API call failed (never a traceback)."""
     if isinstance(exc, OpsctlError):
         return exc.message
+    from keystoneauth1 import exceptions as ks_exc
+
+    if isinstance(exc, (ks_exc.ConnectTimeout, ks_exc.RequestTimeout)):
+        # keystoneauth reports any timeout (connect or read) as ConnectTimeout: say what it is
+        return f"timed out: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no answer'} (limit: cloud.api_timeout)"
+    if isinstance(exc, ks_exc.ConnectFailure):
+        return f"connection failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"[:300]
     status = getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
     text = str(getattr(exc, "message", "") or exc).strip().splitlines()
     first = text[0] if text else ""

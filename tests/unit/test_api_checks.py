@@ -339,9 +339,25 @@ def test_endpoint_probe_against_a_closed_port_is_critical_not_a_traceback():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     outcome = keystone.probe_url(session.Session(), f"http://127.0.0.1:{port}/v3", 2.0)
-    assert outcome[0] is None and "Connect" in outcome[2]
+    assert outcome[0] is None and outcome[2].startswith("connection failed: ")
     r = keystone.evaluate_endpoint(ctx_for(keystone.catalog_endpoints), "identity", "public", f"http://127.0.0.1:{port}/v3", outcome)
     assert r.status == Status.CRITICAL and "unreachable" in r.summary
+
+
+def test_endpoint_that_accepts_but_never_answers_times_out_within_the_limit():
+    import socket
+    import time
+
+    from keystoneauth1 import session
+
+    with socket.socket() as srv:  # a real listening socket that never answers
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}/"
+        t0 = time.monotonic()
+        code, _, error = keystone.probe_url(session.Session(), url, 1.0)
+        assert time.monotonic() - t0 < 5
+    assert code is None and error.startswith("timed out: ") and "cloud.api_timeout" in error
 
 
 def _cloud_with_catalog(entries):
