@@ -39,6 +39,7 @@ class ReplayCloud:
     recorded_path: Path = RECORDED
     latency: float = 0.0  # seconds added to every response (a slow API)
     fail: set[str] = field(default_factory=set)  # services answering 503
+    fail_paths: set[str] = field(default_factory=set)  # "<service> <api path>" answering 500
     port: int = 0
     _server: ThreadingHTTPServer | None = None
     requests: int = 0
@@ -167,6 +168,8 @@ class ReplayCloud:
 
     def api(self, service: str, api: str, q: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
         key = f"{service} {api}"
+        if key in self.fail_paths:
+            return 500, {"computeFault": {"code": 500, "message": "replay fault"}}, {}
         if key == "compute /os-services":
             return 200, {"services": self.nova_services}, {}
         if key == "compute /os-hypervisors/detail":

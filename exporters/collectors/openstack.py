@@ -146,28 +146,40 @@ def _up(fam: Families, service: str, value: int) -> None:
     fam.gauge(f"openstack_{service}_up", f"1 if the {service} API answered the exporter's last collection", value=value)
 
 
-def _run(client: CloudClient, service: str, up_name: str, api: str, body: Callable[[Families], None]) -> list:
+def _run(client: CloudClient, up_name: str, api: str, *parts: Callable[[Families], None]) -> list:
+    """Run the parts of a service's collection; a failing part does not hide what the others found.
+
+    `openstack_<service>_up` is 1 only if every call answered; any failure marks the collector failed
+    (with the families of the parts that worked).
+    """
     fam = Families({"cloud": client.label})
+    errors = []
     try:
-        body(fam)
-    except APIError as exc:
-        failed = Families({"cloud": client.label})
-        _up(failed, up_name, 0)
-        client.latency.add_to(failed, api)
-        raise CollectorError(str(exc), failed.families()) from None
-    _up(fam, up_name, 1)
+        client.connection()
+    except APIError as exc:  # Keystone down or credentials refused: no part can run
+        parts, errors = (), [str(exc)]
+    for part in parts:
+        try:
+            part(fam)
+        except APIError as exc:
+            errors.append(str(exc))
+    _up(fam, up_name, 0 if errors else 1)
     client.latency.add_to(fam, api)
+    if errors:
+        raise CollectorError("; ".join(errors), fam.families())
     return fam.families()
 
 
 def collect_identity(client: CloudClient) -> list:
-    def body(fam: Families) -> None:
-        projects = client.get("identity", "/projects").get("projects", [])
-        fam.gauge("openstack_identity_projects", "Projects in Keystone", value=len(projects))
-        domains = client.get("identity", "/domains").get("domains", [])
-        fam.gauge("openstack_identity_domains", "Domains in Keystone", value=len(domains))
+    def projects(fam: Families) -> None:
+        fam.gauge("openstack_identity_projects", "Projects in Keystone",
+                  value=len(client.get("identity", "/projects").get("projects", [])))
 
-    return _run(client, "identity", "identity", "identity", body)
+    def domains(fam: Families) -> None:
+        fam.gauge("openstack_identity_domains", "Domains in Keystone",
+                  value=len(client.get("identity", "/domains").get("domains", [])))
+
+    return _run(client, "identity", "identity", projects, domains)
 
 
 def _state(value: Any) -> int:
@@ -175,15 +187,18 @@ def _state(value: Any) -> int:
 
 
 def collect_nova(client: CloudClient) -> list:
-    def body(fam: Families) -> None:
+    zone_of: dict[str, str] = {}
+
+    def services_part(fam: Families) -> None:
         services = client.get("compute", "/os-services").get("services", [])
-        zone_of: dict[str, str] = {}
         for s in services:
             fam.gauge("openstack_nova_agent_state", "1 if the Nova service reports up (state), by host and binary",
                       {"hostname": s.get("host"), "service": s.get("binary"), "zone": s.get("zone"),
                        "admin_state": s.get("status")}, _state(s.get("state")))
             if s.get("binary") == "nova-compute":
                 zone_of[str(s.get("host"))] = str(s.get("zone") or "")
+
+    def hypervisors_part(fam: Families) -> None:
         aggregates: dict[str, list[str]] = {}
         for agg in client.get("compute", "/os-aggregates").get("aggregates", []):
             for host in agg.get("hosts") or []:
@@ -193,13 +208,15 @@ def collect_nova(client: CloudClient) -> list:
         hypervisors = client.paged("compute", "/os-hypervisors/detail", "hypervisors", {"limit": PAGE},
                                    microversion=NOVA_MICROVERSION)
         _hypervisor_metrics(fam, hypervisors, zone_of, aggregates)
+
+    def servers_part(fam: Families) -> None:
         servers = client.paged("compute", "/servers/detail", "servers", {"all_tenants": 1, "limit": PAGE})
         fam.gauge("openstack_nova_total_vms", "Instances in the cloud (all projects)", value=len(servers))
         by_status = Counter(str(s.get("status") or "UNKNOWN") for s in servers)
         for status in sorted(set(by_status) | {"ACTIVE", "ERROR", "SHUTOFF", "BUILD"}):
             fam.gauge("openstack_nova_servers", "Instances by status (all projects)", {"status": status}, by_status[status])
 
-    return _run(client, "compute", "nova", "compute", body)
+    return _run(client, "nova", "compute", services_part, hypervisors_part, servers_part)
 
 
 def _hypervisor_metrics(fam: Families, hypervisors: list[dict], zone_of: dict[str, str], aggregates: dict[str, list[str]]) -> None:
@@ -225,26 +242,30 @@ def _hypervisor_metrics(fam: Families, hypervisors: list[dict], zone_of: dict[st
 
 
 def collect_neutron(client: CloudClient) -> list:
-    def body(fam: Families) -> None:
+    def agents_part(fam: Families) -> None:
         agents = client.get("network", "/agents").get("agents", [])
         for a in agents:
             fam.gauge("openstack_neutron_agent_state", "1 if the Neutron agent is alive, by host and binary",
                       {"hostname": a.get("host"), "service": a.get("binary"), "zone": a.get("availability_zone") or "",
                        "admin_state": "up" if a.get("admin_state_up") else "down"}, 1 if a.get("alive") else 0)
+
+    def counts_part(fam: Families) -> None:
         for resource in ("networks", "subnets", "routers", "floatingips"):
             items = client.get("network", f"/{resource}", [("fields", "id")]).get(resource, [])
             fam.gauge(f"openstack_neutron_{resource.replace('floatingips', 'floating_ips')}",
                       f"Neutron {resource} (all projects)", value=len(items))
 
-    return _run(client, "network", "neutron", "network", body)
+    return _run(client, "neutron", "network", agents_part, counts_part)
 
 
 def collect_cinder(client: CloudClient) -> list:
-    def body(fam: Families) -> None:
+    def services_part(fam: Families) -> None:
         for s in client.get("volume", "/os-services").get("services", []):
             fam.gauge("openstack_cinder_agent_state", "1 if the Cinder service reports up, by host and binary",
                       {"hostname": s.get("host"), "service": s.get("binary"), "zone": s.get("zone"),
                        "admin_state": s.get("status")}, _state(s.get("state")))
+
+    def volumes_part(fam: Families) -> None:
         volumes = client.paged("volume", "/volumes/detail", "volumes", {"all_tenants": 1, "limit": PAGE})
         by_status = Counter(str(v.get("status") or "unknown") for v in volumes)
         for status in sorted(set(by_status) | {"available", "in-use", "error"}):
@@ -252,7 +273,7 @@ def collect_cinder(client: CloudClient) -> list:
         fam.gauge("openstack_cinder_volumes_size_bytes", "Total size of all volumes",
                   value=sum(float(v.get("size") or 0) for v in volumes) * GiB)
 
-    return _run(client, "volume", "cinder", "volume", body)
+    return _run(client, "cinder", "volume", services_part, volumes_part)
 
 
 def collect_glance(client: CloudClient) -> list:
@@ -266,7 +287,7 @@ def collect_glance(client: CloudClient) -> list:
         fam.gauge("openstack_glance_images_size_bytes", "Total size of all images",
                   value=sum(float(i.get("size") or 0) for i in images))
 
-    return _run(client, "image", "glance", "image", body)
+    return _run(client, "glance", "image", body)
 
 
 def collect_placement(client: CloudClient, concurrency: int = 8) -> list:
@@ -295,7 +316,7 @@ def collect_placement(client: CloudClient, concurrency: int = 8) -> list:
                 fam.gauge("openstack_placement_resource_usage", "Usage per provider and resource class",
                           labels, usages.get(rclass, 0))
 
-    return _run(client, "placement", "placement", "placement", body)
+    return _run(client, "placement", "placement", body)
 
 
 COLLECTORS: dict[str, Callable[[CloudClient], list]] = {

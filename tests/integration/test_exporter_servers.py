@@ -59,7 +59,8 @@ def write_backup(store: Path, when: datetime) -> None:
 def exporter(tmp_path_factory, mariadb, rabbitmq):
     base = tmp_path_factory.mktemp("exporter")
     east = ReplayCloud(hypervisors=50, servers=2500, volumes=120, images=1100).start()
-    west = ReplayCloud(hypervisors=5, servers=10, volumes=5, images=3, fail={"volume"}).start()
+    west = ReplayCloud(hypervisors=5, servers=10, volumes=5, images=3, fail={"volume"},
+                       fail_paths={"compute /servers/detail"}).start()
     clouds = {"clouds": {}}
     for name, cloud in (("east", east), ("west", west)):
         cloud.clouds_yaml(base / f"{name}.yaml", name)
@@ -110,7 +111,6 @@ def test_openstack_metrics_of_every_cloud(exporter):
     port = exporter[0]
     body = scrape(port)
     assert get(body, "openstack_nova_total_vms", cloud="east") == 2500  # three pages of servers
-    assert get(body, "openstack_nova_total_vms", cloud="west") == 10
     assert get(body, "openstack_glance_images", cloud="east") == 1100  # two pages of images
     assert get(body, "openstack_nova_hypervisors", cloud="east") == 50
     assert get(body, "openstack_nova_servers", cloud="east", status="ERROR") == 25
@@ -132,8 +132,19 @@ def test_a_failing_api_marks_only_its_collector(exporter):
     assert get(body, "openstack_cinder_up", cloud="west") == 0
     assert get(body, "opsctl_collector_up", collector="cinder", cloud="west") == 0
     assert get(body, "opsctl_collector_errors_total", collector="cinder", cloud="west") >= 1
-    assert get(body, "opsctl_collector_up", collector="nova", cloud="west") == 1
-    assert get(body, "openstack_nova_total_vms", cloud="west") == 10
+    assert get(body, "opsctl_collector_up", collector="glance", cloud="west") == 1
+    assert get(body, "openstack_glance_images", cloud="west") == 3
+
+
+def test_a_failing_call_does_not_hide_what_the_other_calls_of_the_service_found(exporter):
+    body = scrape(exporter[0])
+    # west's server list answers 500: its service states and hypervisors are still exported
+    assert get(body, "openstack_nova_agent_state", cloud="west", hostname="compute-00001", service="nova-compute",
+               zone="nova", admin_state="enabled") == 1
+    assert get(body, "openstack_nova_hypervisors", cloud="west") == 5
+    assert get(body, "openstack_nova_total_vms", cloud="west") is None
+    assert get(body, "openstack_nova_up", cloud="west") == 0
+    assert get(body, "opsctl_collector_up", collector="nova", cloud="west") == 0
     assert get(body, "opsctl_collector_up", collector="cinder", cloud="east") == 1
 
 
