@@ -33,11 +33,14 @@ def file_events(host: Host, lf: LogFile, *, max_line_bytes: int, tokens: Sequenc
                 start: int = 0) -> Iterator[Event]:
     """Events of one file. With tokens, oslo.log files go through the byte-level prefilter and only events
     whose lines contain a token (or continue such a line) come out."""
-    with open_log(host, lf.path) as stream:
-        head = read_head(stream)
+    with open_log(host, lf.path) as probe:
+        head = read_head(probe)
+    journal = head.startswith(JOURNAL_EXPORT_MAGIC)
+    fast = bool(tokens) and not journal and sniff_oslo(head)
+    with open_log(host, lf.path, unbuffered=fast) as stream:
         if start:
             stream.seek(start)
-        if head.startswith(JOURNAL_EXPORT_MAGIC):
+        if journal:
             for ev in parse_journal_export(stream, max_line_bytes, host=host.name, path=lf.path, start=start):
                 ev.service = ev.service or lf.service
                 ev.host = host.name
@@ -45,7 +48,7 @@ def file_events(host: Host, lf: LogFile, *, max_line_bytes: int, tokens: Sequenc
             return
         assembler = Assembler(clock or Clock(), service=lf.service, host=host.name, path=lf.path)
         assembler.max_line_bytes = max_line_bytes
-        if tokens and sniff_oslo(head):
+        if fast:
             for offset, block in candidate_blocks(stream, tokens, max_line_bytes, start=start):
                 yield from assembler.feed_block(offset, block)
             last = assembler.flush()

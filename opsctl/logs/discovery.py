@@ -108,10 +108,11 @@ def _glob(host: Host, pattern: str) -> list[str]:
         return []
 
 
-def open_log(host: Host, path: str) -> IO[bytes]:
-    """A buffered binary stream of the file's (uncompressed) content."""
+def open_log(host: Host, path: str, *, unbuffered: bool = False) -> IO[bytes]:
+    """A binary stream of the file's (uncompressed) content; buffered unless asked for a plain local file
+    read in big chunks (then the caller's buffer is filled directly)."""
     if isinstance(host, LocalHost):
-        raw: IO[bytes] = open(path, "rb", buffering=BUFFER)
+        raw: IO[bytes] = open(path, "rb", buffering=0 if unbuffered and not path.endswith(".gz") else BUFFER)
     else:
         raw = host.open(path)
     if path.endswith(".gz"):

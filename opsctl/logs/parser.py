@@ -300,34 +300,53 @@ class Assembler:
     def feed_block(self, offset: int, block: bytes) -> Iterator[Event]:
         """Add consecutive lines (no trailing newline); yield the events they complete.
 
-        Continuation lines carrying exactly the current oslo event's exception prefix are appended
-        without a regex; everything else goes through feed()."""
+        Runs of continuation lines carrying exactly the current oslo event's exception prefix are appended
+        without a regex (and undecoded until needed); everything else goes through feed()."""
         maxb = self.max_line_bytes
         if self.current is not None and self.current.end != offset:  # lines were skipped: the event is complete
             done = self.flush()
             if done is not None:
                 yield done
-        for raw in block.split(b"\n"):
-            end = offset + len(raw) + 1
+        lines = block.split(b"\n")
+        n = len(lines)
+        i = 0
+        while i < n:
             fastp = self._fastp
-            cur = self.current
-            if fastp is not None and raw.startswith(fastp) and raw[len(fastp):len(fastp) + 1] != b"[" and len(raw) <= maxb:
-                if len(cur._lines) < self.max_lines:  # type: ignore[union-attr]
-                    cur._lines.append(raw[len(fastp):])  # type: ignore[union-attr]
+            if fastp is not None:
+                cur = self.current
+                parts = cur._lines  # type: ignore[union-attr]
+                room = self.max_lines - len(parts)
+                lp = len(fastp)
+                j = i
+                while j < n:
+                    r = lines[j]
+                    if not r.startswith(fastp) or r[lp:lp + 1] == b"[" or len(r) > maxb:
+                        break
+                    if room > 0:
+                        parts.append(r[lp:])
+                        room -= 1
+                    else:
+                        cur.truncated = True  # type: ignore[union-attr]
+                    offset += len(r) + 1
+                    j += 1
+                if j > i:
                     cur._raw = True  # type: ignore[union-attr]
-                else:
-                    cur.truncated = True  # type: ignore[union-attr]
-                cur.end = end  # type: ignore[union-attr]
-            else:
-                if raw[-1:] == b"\r":
-                    raw = raw[:-1]
-                trunc = len(raw) > maxb
-                done = self.feed(offset, raw[:maxb] if trunc else raw, trunc, end)
-                if done is not None:
-                    yield done
+                    cur.end = offset  # type: ignore[union-attr]
+                    i = j
+                    continue
+            raw = lines[i]
+            end = offset + len(raw) + 1
+            if raw[-1:] == b"\r":
+                raw = raw[:-1]
+            trunc = len(raw) > maxb
+            done = self.feed(offset, raw[:maxb] if trunc else raw, trunc, end)
+            if done is not None:
+                yield done
             offset = end
+            i += 1
 
     def flush(self) -> Event | None:
+        self._fastp = None
         done, self.current = self.current, None
         return done
 
