@@ -38,6 +38,7 @@ from opsctl.secrets import mask, mask_obj
 
 OUTPUT_LIMIT = 8192  # characters of a step's output kept in the audit record
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colour codes some tools print even into a pipe
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")  # {{ and }} are literal braces
 _ID = r"^[a-z0-9][a-z0-9-]*$"
 
@@ -683,7 +684,7 @@ class Engine:
         except (CommandNotFound, CommandTimeout, HostError) as exc:
             return None, "", exc.message
         text = res.stdout + (("\n" if res.stdout and not res.stdout.endswith("\n") else "") + res.stderr if res.stderr else "")
-        return res.rc, text, ""
+        return res.rc, _ANSI.sub("", text), ""
 
     def _show(self, text: str, limit: int = 60) -> None:
         lines = mask(text).rstrip("\n").splitlines()
@@ -698,21 +699,24 @@ class Engine:
         expect = step.expect
         if expect:
             out(f"  expected: {expect.describe()}")
-        deadline = time.monotonic() + (step.retry.timeout if step.retry else 0)
+        retry = step.retry if not self.dry_run else None  # in a dry run nothing changes that we could wait for
+        deadline = time.monotonic() + (retry.timeout if retry else 0)
         t0 = time.monotonic()
         while True:
             rc, text, error = self._exec(spec, argv, step.timeout)
             met = error == "" and _meets(expect, rc, text)
-            if met or not step.retry or time.monotonic() >= deadline:
+            if met or not retry or time.monotonic() >= deadline:
                 break
-            out(f"  not yet ({_short(rc, error)}); retrying in {step.retry.interval:g}s")
-            self.ctx.sleep(min(step.retry.interval, max(0.0, deadline - time.monotonic())))
+            out(f"  not yet ({_short(rc, error)}); retrying in {retry.interval:g}s")
+            self.ctx.sleep(min(retry.interval, max(0.0, deadline - time.monotonic())))
         self._show(text or error)
         outcome = "error" if error else ("passed" if met else "unexpected")
         out(f"  -> {outcome}" + (f" ({_short(rc, error)})" if outcome != "passed" else ""))
         self._record(StepRecord(step.id, "diagnostic", step.title, spec.name, argv, rc, text or error, outcome,
                                 expect.describe() if expect else "", time.monotonic() - t0))
-        if step.required and outcome != "passed":
+        if step.required and outcome != "passed" and self.dry_run:
+            out("  (a real run would stop here; the dry run goes on to show the remaining steps)")
+        elif step.required and outcome != "passed":
             raise Stopped(f"step {step.id} did not show what is needed to go on ({expect.describe() if expect else 'success'})")
 
     def _action(self, step: Step, spec: HostSpec, argv: list[str]) -> None:
