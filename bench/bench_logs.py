@@ -21,6 +21,8 @@ import tempfile
 import threading
 import time
 
+import resource
+
 import psutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,8 +31,15 @@ sys.path.insert(0, HERE)
 from gen_oslo_corpus import generate  # noqa: E402
 
 
-def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, bytes, int, int]:
-    """(wall seconds, stdout, max RSS of one process in the tree (bytes), max summed RSS of the tree (bytes))."""
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, bytes, int, int, float]:
+    """(wall seconds, stdout, max RSS of one process in the tree (bytes), max summed RSS of the tree (bytes),
+    CPU seconds (user+sys) of the whole process tree)."""
+    cpu0 = _children_cpu()
     peak_sum = 0
     peak_one = 0
     stop = threading.Event()
@@ -61,7 +70,7 @@ def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, bytes
     sampler.join()
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
-    return wall, out, peak_one, peak_sum
+    return wall, out, peak_one, peak_sum, _children_cpu() - cpu0
 
 
 def children_maxrss_kb(argv: list[str], env: dict | None = None) -> int:
@@ -95,18 +104,21 @@ def main() -> int:
     grep = ["grep", "-c", "-E", " (ERROR|CRITICAL) ", *files]
     opsctl = [sys.executable, "-m", "opsctl", "logs", "errors", "--path", os.path.join(args.dir, "*.log"), "--format", "json"]
 
+    load0 = os.getloadavg()[0]
     for f in files:  # warm the page cache for both
         with open(f, "rb") as fh:
             while fh.read(1 << 24):
                 pass
-    g_times, o_times, rss_one, rss_sum = [], [], [], []
+    g_times, o_times, rss_one, rss_sum, g_cpu, o_cpu = [], [], [], [], [], []
     grep_lines = events = 0
     for _ in range(args.rounds):
-        wall, out, _, _ = run_measured(grep)
+        wall, out, _, _, cpu = run_measured(grep)
         g_times.append(wall)
+        g_cpu.append(cpu)
         grep_lines = sum(int(line.rsplit(b":", 1)[1]) for line in out.splitlines())
-        wall, out, one, tree = run_measured(opsctl, env)
+        wall, out, one, tree, cpu = run_measured(opsctl, env)
         o_times.append(wall)
+        o_cpu.append(cpu)
         rss_one.append(one)
         rss_sum.append(tree)
         doc = json.loads(out)
@@ -120,9 +132,12 @@ def main() -> int:
     print(f"grep -c -E:          best {g_best:.2f}s ({gb / g_best:.2f} GB/s), median {g_med:.2f}s")
     print(f"opsctl logs errors:  best {o_best:.2f}s ({gb / o_best:.2f} GB/s), median {o_med:.2f}s")
     print(f"throughput ratio opsctl/grep: best {g_best / o_best:.2f}x, median {g_med / o_med:.2f}x (target >= 0.5x)")
+    print(f"CPU time (user+sys, whole tree): grep {min(g_cpu):.2f}s, opsctl {min(o_cpu):.2f}s on {os.cpu_count()} CPUs; "
+          f"CPU-time ratio {min(g_cpu) / min(o_cpu):.2f}x")
     print(f"peak RSS: largest process {max(rss_one) / 2**20:.0f} MB (psutil), {maxrss_kb / 1024:.0f} MB (/usr/bin/time -v "
           f"max RSS); whole process tree {max(rss_sum) / 2**20:.0f} MB (target < 200 MB)")
-    print(f"load average during run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"load average at start {load0:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(other work on a shared machine slows both commands, the parallel one more)")
     ok = g_med / o_med >= 0.5 and max(rss_sum) < 200 * 2**20
     print("PASS" if ok else "BELOW TARGET")
     return 0 if ok else 1

@@ -41,8 +41,7 @@ JOURNAL_OSLO_RE = re.compile(_LEVEL_RE + r" (?P<logger>[\w.]+) (?P<rest>.*)", re
 CONTEXT_RE = re.compile(r"\[(?P<ctx>(?:-|None|req-|[0-9a-f]{32}|[0-9a-f]{8}-)[^\]]*)\] ?")
 INSTANCE_RE = re.compile(r"\[instance: (?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\] ?")
 REQ_ID_RE = re.compile(r"req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-EXC_LINE_RE = re.compile(r"(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure|Timeout|Fault|Invalid|"
-                         r"NotFound|Conflict|Refused|Unavailable|Warning|[A-Z]\w*))(?:: (?P<msg>.*))?$")
+_EXC_TYPE_RE = re.compile(r"[A-Za-z_][\w.]*")
 PY_LOCATION_RE = re.compile(r'\s+File "')
 MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
@@ -51,7 +50,7 @@ _TB = "Traceback (most recent call last)"
 _TB_B = _TB.encode()
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One log record with its continuation lines."""
 
@@ -75,6 +74,8 @@ class Event:
     truncated: bool = False
     key: tuple = ()  # what continuation lines must share with the first line
     _raw: bool = False  # some of _lines are still bytes
+    _date: str = ""  # the oslo timestamp text of the first line
+    _fastp: bytes | None = None  # the exact prefix oslo gives this event's traceback lines
 
     @property
     def lines(self) -> list[str]:
@@ -113,9 +114,9 @@ class Event:
                     continue
                 if stripped.startswith(("During handling", "The above exception", "Traceback (most recent")):
                     break
-                m = EXC_LINE_RE.match(stripped)
-                if m and ("." in m["type"] or m["type"][0].isupper()):
-                    return m["type"], (m["msg"] or "").strip()
+                head, _, msg = stripped.partition(": ")
+                if _EXC_TYPE_RE.fullmatch(head) and head.rsplit(".", 1)[-1][:1].isupper():
+                    return head, msg.strip()
                 break
         return exception_in_message(self.message), None
 
@@ -219,7 +220,7 @@ def decode(line: bytes) -> str:
 def parse_context(ctx: str) -> dict:
     """Request context `[global local user project domain user_domain project_domain]` -> fields."""
     tokens = ctx.split()
-    ids = [t for t in tokens if REQ_ID_RE.fullmatch(t)]
+    ids = [t for t in tokens if len(t) == 40 and t.startswith("req-")]
     out: dict = {}
     if len(ids) >= 2:
         out["global_request_id"], out["request_id"] = ids[0], ids[1]
@@ -293,7 +294,7 @@ class Assembler:
             return None
         if truncated:
             ev.truncated = True
-        self._fastp = getattr(ev, "_fastp", None)
+        self._fastp = ev._fastp
         done, self.current = self.current, ev
         return done
 
@@ -411,14 +412,14 @@ class Assembler:
         ev = self._new(offset, end, ts=self.clock.oslo(m["date"], m["tz"]), level=level, message=message,
                        logger=m["logger"], pid=int(m["pid"]) if m["pid"] else None, fmt="oslo", **fields)
         ev.key = key
-        ev._date = m["date"]  # type: ignore[attr-defined]
+        ev._date = m["date"]
         if m["pid"] and not m["tz"]:
-            ev._fastp = f"{m['date']} {m['pid']} ERROR {m['logger']} ".encode()  # type: ignore[attr-defined]
+            ev._fastp = f"{m['date']} {m['pid']} ERROR {m['logger']} ".encode()
         return ev
 
     @staticmethod
     def _same_date(cur: Event, date: str) -> bool:
-        return getattr(cur, "_date", None) == date
+        return cur._date == date
 
     def _journal(self, m: re.Match, offset: int, end: int) -> Event | None:
         rest = m["rest"]
