@@ -177,6 +177,8 @@ def ship_file(client, index: str, host: Host, lf: LogFile, checkpoints: Checkpoi
         report.skipped_files += 1
         return 0
     key = f"{host.name}:{fid}"
+    if lf.compressed and checkpoints.complete(key):  # a compressed (rotated) copy shipped to its end never changes
+        return 0
     start = checkpoints.offset(key)
     if not lf.compressed and start > lf.size:  # truncated in place (copytruncate) with the same first line
         start = 0
@@ -205,6 +207,8 @@ def ship_file(client, index: str, host: Host, lf: LogFile, checkpoints: Checkpoi
         report.batches += 1
         if on_batch:
             on_batch(report.shipped + shipped)
+    if lf.compressed and settled:
+        checkpoints.commit(key, last_end, host=host.name, path=lf.path, complete=True)
     return shipped
 
 

@@ -87,6 +87,9 @@ class Checkpoints:
     def offset(self, file_id: str) -> int:
         return int(self.files.get(file_id, {}).get("offset", 0))
 
+    def complete(self, file_id: str) -> bool:
+        return bool(self.files.get(file_id, {}).get("complete"))
+
     def commit(self, file_id: str, offset: int, **info: Any) -> None:
         self.files[file_id] = {**self.files.get(file_id, {}), **info, "offset": offset, "updated": time.time()}
         write_json_atomic(self.path, {"version": 1, "target": self.target, "files": self.files})
