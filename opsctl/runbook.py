@@ -661,7 +661,13 @@ class Engine:
     def _items(self, step: Step) -> list[str | None]:
         if not step.foreach:
             return [None]
-        lines = [ln.strip() for r in self._by_step.get(step.foreach, []) for ln in r.output.splitlines() if ln.strip()]
+        source = self._by_step.get(step.foreach, [])
+        if not source or any(r.outcome != "passed" for r in source):
+            if not self.dry_run:
+                raise Stopped(f"step {step.foreach} did not succeed, so {step.id} has nothing trustworthy to act on")
+            self.ctx.out(f"  (step {step.foreach} did not succeed: a real run would stop here)")
+            return []
+        lines = [ln.strip() for r in source for ln in r.output.splitlines() if ln.strip()]
         if not lines:
             self.ctx.out(f"  nothing to do: step {step.foreach} listed no items")
         return list(dict.fromkeys(lines))

@@ -328,3 +328,15 @@ def test_infer_service_runs_the_runbooks_checks_on_the_target(tmp_path):
     assert rb.needs_service(b, None, {})
     assert rb.infer_service(ctx, b, h.target) == "glance-api"
     assert not rb.needs_service(b, "nova-api", {})
+
+
+def test_foreach_never_acts_on_the_output_of_a_failed_step(tmp_path):
+    h = Harness(tmp_path)
+    steps = [
+        {"id": "list", "diagnostic": "fails but prints", "run": ["sh", "-c", 'echo "$1"; exit 3', "sh", "{marker}"]},
+        {"id": "make", "action": "create each", "run": ["touch", "{item}"], "foreach": "list"},
+    ]
+    out = h.run(book(steps), yes=True)
+    assert out.result == "stopped" and not h.marker.exists()
+    dry = h.run(book(steps), dry_run=True)
+    assert dry.result == "dry-run" and "a real run would stop here" in h.text
