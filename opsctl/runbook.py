@@ -151,6 +151,7 @@ class Runbook(_Strict):
     checks: list[str] = []
     role: str | None = None  # where the target host is chosen from when --host is not given
     service: str | None = None  # default {service}
+    infer_service: bool = False  # without --service, use the one service the failing checks name (else `service`)
     vars: dict[str, str | None] = {}  # defaults; None: must be given with --set
     steps: list[Step] = Field(min_length=1)
     verify: Verify = Verify()
@@ -521,8 +522,9 @@ def services_in(results: Sequence[Result], book_id: str, catalog: Mapping[str, C
     return found
 
 
-def infer_service(ctx: Context, book: Runbook, target: HostSpec) -> str:
-    """The one service the runbook's failing checks name on the target; a usage error when none or several."""
+def infer_service(ctx: Context, book: Runbook, target: HostSpec, fallback: str | None = None) -> str:
+    """The one service the runbook's failing checks name on the target (else `fallback`); a usage error when
+    none or several."""
     installed = {c.id for c in ctx.checks}
     ids = [c for c in book.checks if c in installed]
     results = run_named_checks(ctx, ids, target) if ids else []
@@ -531,6 +533,8 @@ def infer_service(ctx: Context, book: Runbook, target: HostSpec) -> str:
     services = services_in(results, book.id, ctx.catalog)
     if len(services) == 1:
         return services[0]
+    if not services and fallback:
+        return fallback
     if not services:
         raise UsageError(f"runbook {book.id} needs a service and no check reports one failing on {target.name}",
                          hint="pass --service NAME (a catalog service, e.g. nova-api)")

@@ -93,9 +93,9 @@ def run_cmd(
     config = st.config
     target, subject = rb.resolve_target(book, st.inventory, host, config.cloud.clouds or ["default"])
     context = rb.Context(config, st.catalog, st.inventory, checks, out=_out, confirm=_confirm, choose=_choose)
-    if rb.needs_service(book, service, overrides):
-        service = rb.infer_service(context, book, target)
-        _out(f"service: {service} (the one the failing checks name; --service picks another)")
+    if rb.needs_service(book, service, overrides) or (book.infer_service and not service and not overrides.get("service")):
+        service = rb.infer_service(context, book, target, fallback=book.service)
+        _out(f"service: {service} (from the failing checks; --service picks another)")
     variables = rb.base_variables(book, config, st.catalog, target, subject, service, overrides)
     timeout = verify_timeout if verify_timeout is not None else config.runbooks.verify_timeout
     engine = rb.Engine(book, context, target, variables, yes=yes, dry_run=dry_run, verify_checks=check_ids or None,

@@ -340,3 +340,24 @@ def test_foreach_never_acts_on_the_output_of_a_failed_step(tmp_path):
     assert out.result == "stopped" and not h.marker.exists()
     dry = h.run(book(steps), dry_run=True)
     assert dry.result == "dry-run" and "a real run would stop here" in h.text
+
+
+def test_infer_service_falls_back_to_the_runbook_default(tmp_path):
+    from opsctl.checkdef import check as mkcheck
+
+    @mkcheck("demo.agents", runbook="demo-fix", scope="cloud", needs=("cloud",))
+    def agents(ctx):
+        """A dead DHCP agent on node1, as neutron.agents_alive words it."""
+        yield ctx.critical("DHCP agent (neutron-dhcp-agent) on node1 dead (last heartbeat 40s ago)", host="node1")
+
+    @mkcheck("demo.quiet", runbook="demo-fix", scope="cloud", needs=("cloud",))
+    def quiet(ctx):
+        """Nothing wrong."""
+        yield ctx.ok("fine", host="node1")
+
+    h = Harness(tmp_path)
+    ctx = rb.Context(h.config, h.catalog, h.inventory, [agents, quiet])
+    b = book(FIX, checks=["demo.agents"], service="neutron-openvswitch-agent", infer_service=True)
+    assert rb.infer_service(ctx, b, h.target, fallback=b.service) == "neutron-dhcp-agent"
+    b2 = book(FIX, checks=["demo.quiet"], service="neutron-openvswitch-agent", infer_service=True)
+    assert rb.infer_service(ctx, b2, h.target, fallback=b2.service) == "neutron-openvswitch-agent"
