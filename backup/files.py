@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from opsctl.backup.compression import Codec
-from opsctl.backup.proc import Stage, StreamResult, require, run_capture, stream_from_file, stream_to_file
+from opsctl.backup.proc import Stage, StreamResult, require, stream_from_file, stream_to_file
 
 TAR_CREATE_META = ["--numeric-owner", "--acls", "--xattrs", "--xattrs-include=*"]
 TAR_EXTRACT_META = ["--numeric-owner", "--same-owner", "--preserve-permissions", "--acls", "--xattrs",
@@ -68,16 +68,6 @@ def archive(fileset: FileSet, dest: Path, codec: Codec, root: str = "/", progres
         return FilesOutcome(None, [], missing, time.monotonic() - t0)
     result = stream_to_file(tar_create_stages(included, root, fileset.excludes, codec), dest, progress)
     return FilesOutcome(result, included, missing, time.monotonic() - t0, list(result.warnings))
-
-
-def members(path: Path, codec: Codec) -> list[str]:
-    """Top-level-relative member names of an archive."""
-    dec = codec.decompress()
-    argv = ["tar", "--list", "--file=-"]
-    if dec is None:
-        return run_capture(Stage(["tar", "--list", f"--file={path}"])).splitlines()
-    flag = {"zstd": "--zstd", "gzip": "--gzip", "pigz": "--gzip"}[codec.name]
-    return run_capture(Stage(["tar", "--list", flag, f"--file={path}"])).splitlines()
 
 
 def move_aside(paths: list[str], root: str, stamp: str | None = None) -> list[tuple[str, str]]:

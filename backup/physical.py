@@ -3,7 +3,6 @@ through compression; restore = extract + prepare (+ apply incrementals) into a d
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
@@ -84,14 +83,3 @@ def server_datadir(target: MySQLTarget) -> str:
             return cur.fetchone()[0]
     finally:
         conn.close()
-
-
-def version() -> str:
-    try:
-        return run_capture(Stage([require("mariabackup"), "--version"])).strip() or ""
-    except Exception:  # noqa: BLE001 - only for the manifest
-        return ""
-
-
-def is_empty_dir(path: Path) -> bool:
-    return not path.exists() or not any(os.scandir(path))

@@ -8,7 +8,7 @@ state dirs and key dirs.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opsctl.backup.files import FileSet
 from opsctl.components import Component

@@ -79,7 +79,7 @@ def _opsctl_prefix(st) -> list[str]:
 
 def _run_job(prefix: list[str], argv: list[str]) -> int:
     started = time.monotonic()
-    log.warning("schedule: running %s", " ".join(argv))
+    typer.echo(mask(f"schedule: running {' '.join(argv)}"), err=True)
     proc = subprocess.run([*prefix, *argv], capture_output=True, text=True)
     msg = f"schedule: {' '.join(argv)} exited {proc.returncode} after {time.monotonic() - started:.1f}s"
     typer.echo(mask(msg), err=True)

@@ -4,13 +4,11 @@ drop keystone and nova_api, restore, compare table checksums, and check the clou
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import openstack
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backup_helpers import opsctl  # noqa: E402
