@@ -35,10 +35,26 @@ def _placeholder(m: re.Match) -> str:
 MAX_SAMPLE_LINES = 200
 
 
-def normalize(message: str) -> str:
-    """The message with request ids, uuids, hex ids, addresses and numbers replaced by placeholders."""
-    text = _DIGIT_WORD.sub(_placeholder, message.strip()[:2000])
-    return " ".join(text.split())
+_DIGITS_TO_ONE = str.maketrans("23456789", "11111111")  # 0 stays: it is significant in "0x"
+_CACHE_MAX = 4096
+
+
+def normalize(message: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo
+    """The message with request ids, uuids, hex ids, addresses and numbers replaced by placeholders.
+
+    Memoised on the message with every digit but 0 made 1: the placeholders depend on the shape of each
+    word (digit count, letters, separators, a leading 0x), never on other digit values, so messages that
+    differ only in such digit values normalise alike."""
+    message = message.strip()[:2000]
+    key = message.translate(_DIGITS_TO_ONE)
+    hit = _cache.get(key)
+    if hit is not None:
+        return hit
+    text = " ".join(_DIGIT_WORD.sub(_placeholder, message).split())
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    _cache[key] = text
+    return text
 
 
 def fingerprint_of(event: Event) -> tuple[str, str, str]:

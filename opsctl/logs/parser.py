@@ -107,7 +107,7 @@ class Event:
 
     def exception(self) -> tuple[str | None, str | None]:
         """(type, message) of the last exception in the traceback, else one named in the message."""
-        if self.has_traceback:
+        if self._lines and self.has_traceback:
             for line in self._reversed_text():
                 stripped = line.strip()
                 if not stripped or line.startswith((" ", "\t")) or stripped.startswith(("(Background on this error", "^")):

@@ -134,6 +134,8 @@ def test_normalize_strips_ids_numbers_and_addresses():
     assert normalize("instance d0b162a8-b6be-4e29-a64c-3d5fcefb51ad at 0x7ff44a8001b8 via fe80::1") == \
         "instance <uuid> at <hex> via <addr>"
     assert normalize("Port 7926e7e26ab347f1a56ce83d6f666391 not found") == "Port <uuid> not found"
+    # memoised on digit-insensitive keys, yet '0x' (hex) and '1x' (not hex) stay apart in either order
+    assert normalize("id 1x12 done") == "id <n>x<n> done" and normalize("id 0x12 done") == "id <hex> done"
 
 
 def test_same_error_different_ids_same_fingerprint_but_different_exception_differs():
