@@ -8,7 +8,6 @@ testbed's own idempotent start script (tests/testbed/up.sh in FAST mode), as an 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

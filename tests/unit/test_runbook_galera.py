@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from opsctl.runbook import choose_bootstrap_node, galera_node, parse_grastate
-
-from tests_runbook_helpers import GRASTATE, GVWSTATE  # noqa: F401  (real formats, MariaDB 10.x / Galera 4)
+from tests_runbook_helpers import GRASTATE  # real format, MariaDB 10.x / Galera 4
 
 
 def node(host, seqno, safe=0, gvw=False, running=False):
