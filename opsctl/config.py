@@ -158,6 +158,7 @@ class LogsSection(Strict):
     max_line_bytes: int = Field(1 << 20, ge=1024)
     workers: int | None = Field(None, ge=1, le=64)  # processes scanning local files (default: CPU count)
     ship_settle_seconds: float = Field(5.0, ge=0)  # a file's last event is shipped once it is this old
+    timezone: str | None = None  # zone of the naive timestamps in the logs (IANA name); default: this machine's
 
 
 class ElasticsearchSection(Strict):

@@ -15,7 +15,7 @@ from opsctl.errors import OpsctlError, UsageError
 from opsctl.hosts import Host
 from opsctl.logs.collect import Window, collect_errors, parse_when, trace_in_file
 from opsctl.logs.discovery import LogFile, discover
-from opsctl.logs.parser import ERROR_LEVELS, epoch_to_iso
+from opsctl.logs.parser import ERROR_LEVELS, epoch_to_iso, set_log_timezone
 from opsctl.logs.state import SeenFingerprints
 from opsctl.secrets import mask, mask_obj
 
@@ -45,6 +45,7 @@ class Sources:
 
 def _sources(ctx: typer.Context, hosts, roles, services, components, paths, since, until) -> Sources:
     st = common.state(ctx)
+    set_log_timezone(st.config.logs.timezone)
     window = Window(parse_when(since), parse_when(until))
     if window.since and window.until and window.since > window.until:
         raise UsageError("--since is after --until")
@@ -72,6 +73,9 @@ def _sources(ctx: typer.Context, hosts, roles, services, components, paths, sinc
         files[host.name] = found
     if not connected and problems:
         raise OpsctlError(f"no host could be read: {problems[0]}", exit_code=69)
+    if not any(files.values()):
+        problems.append("no log files found" + (f" for {', '.join(paths)}" if paths else
+                        "; point the catalog at them (config components.<name>.log_dirs / services.<svc>.logs) or use --path"))
     return Sources(connected, files, problems, window)
 
 

@@ -135,11 +135,30 @@ def exception_in_message(message: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ timestamps
+_DEFAULT_TZ: tzinfo | None = None  # None: the local time zone of this machine
+
+
+def set_log_timezone(name: str | None) -> None:
+    """The time zone of the naive timestamps in log files (config logs.timezone), e.g. 'UTC' or 'Europe/Paris'."""
+    global _DEFAULT_TZ
+    if not name:
+        _DEFAULT_TZ = None
+        return
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from opsctl.errors import ConfigError
+
+    try:
+        _DEFAULT_TZ = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"logs.timezone: unknown time zone {name!r}", hint="use an IANA name such as UTC or Europe/Berlin") from None
+
+
 class Clock:
     """Converts the naive local timestamps of log files to epoch seconds, cached per minute."""
 
     def __init__(self, tz: tzinfo | None = None, default_year: int | None = None):
-        self.tz = tz
+        self.tz = tz if tz is not None else _DEFAULT_TZ
         self.default_year = default_year or time.gmtime().tm_year
         self._cache: dict[str, float] = {}
 

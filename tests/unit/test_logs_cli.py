@@ -178,3 +178,19 @@ def test_file_identity_survives_rotation_and_needs_a_complete_first_line():
     head = (SAMPLES / "nova-conductor-db-outage.log").read_bytes()[:65536]
     assert file_identity(head) == file_identity(head[:5000]) is not None
     assert file_identity(b"2026-11-24 08:00:00.000 1 INFO x [-] partial line without newline") is None
+
+
+def test_log_timezone_from_config(logtree, capsys, tmp_path):
+    root, cfg = logtree
+    data = yaml.safe_load(Path(cfg).read_text())
+    data["logs"]["timezone"] = "UTC"
+    Path(cfg).write_text(yaml.safe_dump(data))
+    rc, out, _ = run(capsys, "--config", str(cfg), "logs", "errors", "--format", "json", "--service", "nova-scheduler")
+    assert rc == 0 and json.loads(out)["errors"][0]["first_seen"] == "2026-11-24T08:22:42.771Z"
+    data["logs"]["timezone"] = "Mars/Olympus"
+    Path(cfg).write_text(yaml.safe_dump(data))
+    rc, _, err = run(capsys, "--config", str(cfg), "logs", "errors")
+    assert rc == 78 and "unknown time zone" in err
+    from opsctl.logs.parser import set_log_timezone
+
+    set_log_timezone(None)
