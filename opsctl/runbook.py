@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from opsctl.checkdef import Check
 from opsctl.components import Component, find_service
 from opsctl.config import Config
-from opsctl.errors import ConfigError, DataError, OpsctlError, UsageError
+from opsctl.errors import ConfigError, DataError, LockedError, OpsctlError, UsageError
 from opsctl.hosts import CommandNotFound, CommandTimeout, Host, HostError
 from opsctl.inventory import HostSpec, Inventory
 from opsctl.results import Result, Status, worst
@@ -357,6 +357,40 @@ def append_audit(path: str | Path, record: Mapping[str, Any]) -> None:
             view = view[written:]
     finally:
         os.close(fd)
+
+
+class RunLock:
+    """One run of a runbook per host at a time (a lock file next to the audit log); dry runs need none."""
+
+    def __init__(self, audit_log: str | Path, book_id: str, host: str):
+        safe_host = re.sub(r"[^A-Za-z0-9_.-]", "_", host)
+        self.path = Path(audit_log).parent / f".runbook-{book_id}-{safe_host}.lock"
+        self.what = f"runbook {book_id} on {host}"
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            raise OpsctlError(f"cannot create the runbook lock {self.path}: {exc.strerror}",
+                              hint="set runbooks.audit_log in the config to a writable path") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockedError(f"{self.what} is already running ({holder or 'another process'})",
+                              hint="wait for it to finish; each run is recorded in the audit log") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, user {audit_user()}".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def audit_user() -> str:

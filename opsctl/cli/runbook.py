@@ -100,7 +100,11 @@ def run_cmd(
     timeout = verify_timeout if verify_timeout is not None else config.runbooks.verify_timeout
     engine = rb.Engine(book, context, target, variables, yes=yes, dry_run=dry_run, verify_checks=check_ids or None,
                        verify_timeout=timeout)
-    outcome = engine.run()
+    if dry_run:
+        outcome = engine.run()
+    else:
+        with rb.RunLock(config.runbooks.audit_log, book.id, target.name):
+            outcome = engine.run()
     raise typer.Exit(outcome.exit_code)
 
 

@@ -361,3 +361,16 @@ def test_infer_service_falls_back_to_the_runbook_default(tmp_path):
     assert rb.infer_service(ctx, b, h.target, fallback=b.service) == "neutron-dhcp-agent"
     b2 = book(FIX, checks=["demo.quiet"], service="neutron-openvswitch-agent", infer_service=True)
     assert rb.infer_service(ctx, b2, h.target, fallback=b2.service) == "neutron-openvswitch-agent"
+
+
+def test_one_run_per_runbook_and_host_at_a_time(tmp_path):
+    audit_log = tmp_path / "logs" / "runbooks.log"
+    with rb.RunLock(audit_log, "demo-fix", "node1"):
+        with pytest.raises(rb.LockedError) as err:
+            with rb.RunLock(audit_log, "demo-fix", "node1"):
+                pass
+        assert f"pid {os.getpid()}" in err.value.message and err.value.exit_code == 75
+        with rb.RunLock(audit_log, "demo-fix", "node2"):  # another host is fine
+            pass
+    with rb.RunLock(audit_log, "demo-fix", "node1"):  # released
+        pass
