@@ -115,3 +115,14 @@ def test_interactive_confirmation_on_a_terminal(config, tmp_path):
     assert "journalctl --vacuum-size=500M" in text
     assert os.waitstatus_to_exitcode(status) == 130
     assert audit(config)[-1]["steps"][-1]["outcome"] == "declined"
+
+
+def test_every_runbook_shows(config, capsys, monkeypatch):
+    from opsctl import runbook as rb
+    from opsctl.cli.main import main
+
+    monkeypatch.setenv("OPSCTL_CONFIG", str(config))
+    for book_id in rb.load_runbooks():
+        assert main(["runbook", "show", book_id]) == 0, book_id
+        out = capsys.readouterr().out
+        assert out.startswith(f"{book_id}: ") and "verify: re-run" in out
