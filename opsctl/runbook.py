@@ -643,6 +643,9 @@ class Engine:
             except Declined as exc:
                 out(f"aborted: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
                 outcome = RunOutcome(exc.exit_code, "aborted", None, self.records, message=exc.message)
+            except OpsctlError as exc:  # e.g. a host:{var} not in the inventory, a variable without a value
+                out(f"stopped: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
+                outcome = self._final(stopped=exc.message)
             else:
                 outcome = self._final()
         except KeyboardInterrupt:

@@ -374,3 +374,11 @@ def test_one_run_per_runbook_and_host_at_a_time(tmp_path):
             pass
     with rb.RunLock(audit_log, "demo-fix", "node1"):  # released
         pass
+
+
+def test_step_error_mid_run_is_audited_as_stopped(tmp_path):
+    h = Harness(tmp_path)
+    steps = [FIX[0], {"id": "where", "action": "on a host not in the inventory", "run": ["true"], "where": "host:{other}"}]
+    out = h.run(book(steps, vars={"other": "nowhere"}), yes=True)
+    assert out.result == "stopped" and out.exit_code == 2
+    assert "nowhere" in h.records()[-1]["message"]
