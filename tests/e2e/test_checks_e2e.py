@@ -23,8 +23,9 @@ import yaml
 OPSCTL = [sys.executable, "-m", "opsctl"]
 MY_COMPONENTS = ("keystone", "nova", "neutron", "cinder", "glance", "placement", "swift", "mysql", "rabbitmq", "memcached")
 # a killed daemon is seen 'down' by its API after service_down_time (10 s) + the polling cadence; the bed's
-# README measured 8-15 s. A CLI run takes ~3-6 s. 60 s bounds the detection generously without hiding a hang.
-DETECT_LIMIT = 60.0
+# README measured 8-15 s. A CLI run takes ~3-6 s on an idle bed, 15-25 s when the 2 CPUs are shared with other
+# suites: 90 s bounds the detection without hiding a hang (the measured times are printed, E2E-TIMING).
+DETECT_LIMIT = 90.0
 RECOVER_LIMIT = 120.0
 TIMINGS: dict[str, float] = {}
 SLOW_BED = {"latency_warning": 30, "latency_critical": 60}
@@ -63,9 +64,13 @@ def poll(config, testbed, patterns, done, limit: float, what: str) -> tuple[list
     """Run `opsctl check` until done(results) (bounded by limit seconds); (results, seconds waited)."""
     t0 = time.monotonic()
     results: list[dict] = []
+    runs = 0
     while time.monotonic() - t0 < limit:
+        t_run = time.monotonic()
         _, results = check_json(config, testbed, patterns)
+        runs += 1
         if done(results):
+            print(f"E2E-POLL {what}: {runs} CLI run(s), last one took {time.monotonic() - t_run:.1f}s", flush=True)
             return results, time.monotonic() - t0
         time.sleep(1)
     raise AssertionError(f"{what}: not reached within {limit:.0f}s; last results:\n"
