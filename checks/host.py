@@ -290,7 +290,7 @@ def _unit_result(ctx: CheckContext, component: Component, svc: Service, states) 
 
 
 @check("host.open_files", thresholds={"warn_usage_pct": 80, "crit_usage_pct": 90, "below_min_status": "WARNING",
-                                      "max_pids": 4, "skip_services": []}, runbook="raise-nofile-limit",
+                                      "max_pids": 2, "skip_services": []}, runbook="raise-nofile-limit",
        remediation="Raise the daemon's limit (systemd: LimitNOFILE= in a drop-in, then daemon-reload and restart; "
                    "otherwise limits.conf / ulimit -n in its start script).")
 def open_files(ctx: CheckContext):
