@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from opsctl.config import Config, ElasticsearchSection
 from opsctl.errors import ConfigError, UnavailableError
 from opsctl.hosts import Host
-from opsctl.logs.collect import file_events
+from opsctl.logs.collect import READ_ERRORS, file_events
 from opsctl.logs.discovery import LogFile, file_identity, open_log, read_head
 from opsctl.logs.grouping import fingerprint_of
 from opsctl.logs.parser import ERROR_LEVELS, Event, epoch_to_iso
@@ -234,7 +234,7 @@ def ship(config: Config, hosts: Sequence[Host], files_by_host: dict[str, list[Lo
                     n = ship_file(client, section.index, host, lf, checkpoints, max_line_bytes=config.logs.max_line_bytes,
                                   batch_size=section.bulk_size, settle_seconds=config.logs.ship_settle_seconds,
                                   on_batch=on_batch, report=report)
-                except (OSError, EOFError) as exc:
+                except READ_ERRORS as exc:  # what was shipped before the break is checkpointed
                     report.problems.append(f"{name}:{lf.path}: {exc}")
                     continue
                 report.shipped += n

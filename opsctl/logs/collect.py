@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -65,11 +66,18 @@ def error_tokens(levels: frozenset[str]) -> list[bytes]:
     return tokens
 
 
+READ_ERRORS = (OSError, EOFError, zlib.error)  # unreadable, vanished, truncated or corrupt (.gz) files
+
+
 def errors_in_file(host: Host, lf: LogFile, levels: frozenset[str], window: Window, max_line_bytes: int) -> ErrorGroups:
+    """Error groups of one file; a file that breaks off (truncated .gz, removed) keeps what was read before."""
     groups = ErrorGroups()
-    for ev in file_events(host, lf, max_line_bytes=max_line_bytes, tokens=error_tokens(levels)):
-        if ev.level in levels and window.contains(ev.ts):
-            groups.add(ev)
+    try:
+        for ev in file_events(host, lf, max_line_bytes=max_line_bytes, tokens=error_tokens(levels)):
+            if ev.level in levels and window.contains(ev.ts):
+                groups.add(ev)
+    except READ_ERRORS as exc:
+        groups.problems.append(f"{host.name}:{lf.path}: {exc}")
     return groups
 
 
@@ -109,15 +117,15 @@ def collect_errors(hosts: Sequence[Host], files_by_host: dict[str, list[LogFile]
                 problems.append(f"{job[0]}:{job[1].path}: {result}")
             else:
                 total.merge(result)
+                problems.extend(result.problems)
     if remote:
         def one_host(item: tuple[Host, list[LogFile]]) -> tuple[ErrorGroups, list[str]]:
             host, files = item
             groups, errs = ErrorGroups(), []
             for lf in files:
-                try:
-                    groups.merge(errors_in_file(host, lf, levels, window, max_line_bytes))
-                except (OSError, EOFError) as exc:
-                    errs.append(f"{host.name}:{lf.path}: {exc}")
+                found = errors_in_file(host, lf, levels, window, max_line_bytes)
+                groups.merge(found)
+                errs.extend(found.problems)
             return groups, errs
 
         from opsctl.fanout import fan_out as default_fan_out
@@ -139,7 +147,7 @@ def _run_local(jobs: list[tuple], workers: int | None):
         for job in jobs:
             try:
                 yield job, _local_worker(job)
-            except (OSError, EOFError) as exc:
+            except READ_ERRORS as exc:
                 yield job, exc
         return
     import multiprocessing
@@ -151,7 +159,7 @@ def _run_local(jobs: list[tuple], workers: int | None):
         for job, fut in futures:
             try:
                 yield job, fut.result()
-            except (OSError, EOFError) as exc:
+            except READ_ERRORS as exc:
                 yield job, exc
 
 
@@ -160,11 +168,14 @@ def trace_in_file(host: Host, lf: LogFile, ident: str, window: Window, max_line_
     """Events of one file that mention the id (in the request context, the instance tag or the text)."""
     token = ident.encode()
     out = []
-    for ev in file_events(host, lf, max_line_bytes=max_line_bytes, tokens=[token]):
-        if not window.contains(ev.ts):
-            continue
-        if ident in (ev.request_id, ev.global_request_id, ev.instance) or ident in ev.message or any(ident in ln for ln in ev.lines):
-            out.append(ev)
+    try:
+        for ev in file_events(host, lf, max_line_bytes=max_line_bytes, tokens=[token]):
+            if not window.contains(ev.ts):
+                continue
+            if ident in (ev.request_id, ev.global_request_id, ev.instance) or ident in ev.message or any(ident in ln for ln in ev.lines):
+                out.append(ev)
+    except READ_ERRORS as exc:
+        log.warning("%s:%s: %s", host.name, lf.path, exc)
     return out
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import hashlib
-import io
 import logging
 import posixpath
+import zlib
 from dataclasses import dataclass
 from typing import IO, Iterable, Mapping, Sequence
 
@@ -116,15 +116,30 @@ def open_log(host: Host, path: str, *, unbuffered: bool = False) -> IO[bytes]:
     else:
         raw = host.open(path)
     if path.endswith(".gz"):
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), BUFFER)  # type: ignore[arg-type]
+        return _OwnedGzip(raw)
     return raw
+
+
+class _OwnedGzip(gzip.GzipFile):
+    """A gzip reader that closes the file under it. Not wrapped in another buffer: GzipFile.read(n) loses
+    the data it decompressed when a truncated file ends, read1/readline/readinto1 keep it."""
+
+    def __init__(self, raw: IO[bytes]):
+        super().__init__(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+        self._owned = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._owned.close()
 
 
 def read_head(stream: IO[bytes]) -> bytes:
     """The first bytes of a stream, which is rewound afterwards."""
     try:
-        head = stream.read(HEAD_BYTES)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        head = stream.read1(HEAD_BYTES) if isinstance(stream, gzip.GzipFile) else stream.read(HEAD_BYTES)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         log.debug("cannot read head: %s", exc)
         return b""
     stream.seek(0)

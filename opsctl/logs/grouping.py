@@ -140,6 +140,7 @@ class ErrorGroups:
     def __init__(self) -> None:
         self.groups: dict[str, ErrorGroup] = {}
         self.events = 0
+        self.problems: list[str] = []  # files that could not be read (completely)
 
     def add(self, ev: Event) -> None:
         fp, exc_type, norm = fingerprint_of(ev)
@@ -151,6 +152,7 @@ class ErrorGroups:
 
     def merge(self, other: "ErrorGroups") -> None:
         self.events += other.events
+        self.problems.extend(other.problems)
         for fp, g in other.groups.items():
             mine = self.groups.get(fp)
             if mine is None:

@@ -61,8 +61,9 @@ class Tokens:
 
 
 def _reader(stream: IO[bytes]):
-    """readinto(memoryview) for any binary stream (paramiko files may lack it)."""
-    readinto = getattr(stream, "readinto", None)
+    """readinto(memoryview) for any binary stream (paramiko files may lack it). A buffered stream reads
+    at most once per call (readinto1), so data before a broken end (truncated .gz) is not lost."""
+    readinto = getattr(stream, "readinto1", None) or getattr(stream, "readinto", None)
     if readinto is not None:
         return readinto
 

@@ -187,3 +187,16 @@ def test_gzip_rotated_file_reads_like_the_plain_one(tmp_path):
         fh.write(src.read_bytes())
     assert len(_errors(gz)) == len(_errors(src)) == 8
     assert errors_in_file(HOST, _lf(gz), ERROR_LEVELS, Window(), 1 << 20).events == 8
+
+
+def test_truncated_gz_keeps_what_was_readable_and_reports_the_break(tmp_path):
+    full = gzip.compress((SAMPLES / "nova-conductor-db-outage.log").read_bytes())
+    cut = tmp_path / "nova-conductor.log.1.gz"
+    cut.write_bytes(full[:5000])  # e.g. logrotate still compressing it
+    groups = errors_in_file(HOST, _lf(cut), ERROR_LEVELS, Window(), 1 << 20)
+    assert 0 < groups.events < 8
+    assert groups.problems and "ended before the end-of-stream marker" in groups.problems[0]
+    garbage = tmp_path / "nova-conductor.log.2.gz"
+    garbage.write_bytes(b"\x1f\x8b" + bytes(range(200)))
+    bad = errors_in_file(HOST, _lf(garbage), ERROR_LEVELS, Window(), 1 << 20)
+    assert bad.events == 0 and bad.problems
