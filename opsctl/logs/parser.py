@@ -30,6 +30,11 @@ OSLO_RE = re.compile(
 GUNICORN_RE = re.compile(
     r"\[(?P<date>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?)(?: (?P<tz>[+-]\d{4}))?\] \[(?P<pid>\d+)\] "
     r"\[(?P<level>[A-Z]+)\] (?P<rest>.*)", re.S)
+# uwsgi request log: [pid: 2617|app: 0|req: 5/9] 127.0.0.1 () {34 vars in 596 bytes} [Tue Nov 24 08:02:42 2026]
+#   POST /v3/auth/tokens => generated 503 bytes in 12 msecs (HTTP/1.1 500) 5 headers in 180 bytes (1 switches on core 0)
+UWSGI_RE = re.compile(
+    r"\[pid: (?P<pid>\d+)\|[^\]]*\] \S+ .*?\[(?P<date>[A-Z][a-z]{2} [A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d \d{4})\] "
+    r"(?P<method>[A-Z]+) (?P<uri>\S+) => generated .*?\(HTTP/[\d.]+ (?P<status>\d{3})\)")
 # plain Python logging default: 2026-11-24 08:00:00,123 ERROR name: message  /  ERROR:name:message
 PYLOG_RE = re.compile(r"(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL):(?P<logger>[\w.]+):(?P<rest>.*)", re.S)
 # journald short / short-precise / short-iso: "May 26 20:44:32.276580 host unit[pid]: message"
@@ -185,6 +190,13 @@ class Clock:
             return epoch + float(seconds.replace(",", ".")) if seconds else epoch
         except ValueError:
             return None
+
+    def ctime(self, date: str) -> float | None:
+        """'Tue Nov 24 08:02:42 2026' (uwsgi, asctime)."""
+        parts = date.split()
+        if len(parts) != 5 or parts[1] not in MONTHS:
+            return None
+        return self.oslo(f"{parts[4]}-{MONTHS[parts[1]]:02d}-{int(parts[2]):02d} {parts[3]}")
 
     def syslog(self, date: str) -> float | None:
         if date[:1].isdigit():
@@ -386,6 +398,12 @@ class Assembler:
                 level = LEVEL_ALIASES.get(m["level"], m["level"])
                 return self._new(offset, end, ts=self.clock.oslo(m["date"], m["tz"]), level=level, message=m["rest"],
                                  pid=int(m["pid"]), logger="gunicorn", fmt="gunicorn")
+            m = UWSGI_RE.match(text)
+            if m:
+                status = int(m["status"])
+                return self._new(offset, end, ts=self.clock.ctime(m["date"]), level="ERROR" if status >= 500 else "INFO",
+                                 message=f'{m["method"]} {m["uri"]} => HTTP {status}', pid=int(m["pid"]), logger="uwsgi",
+                                 fmt="uwsgi")
         if c0.isalpha() and c0.isupper():
             m = JOURNAL_RE.match(text)
             if m:

@@ -200,3 +200,21 @@ def test_truncated_gz_keeps_what_was_readable_and_reports_the_break(tmp_path):
     garbage.write_bytes(b"\x1f\x8b" + bytes(range(200)))
     bad = errors_in_file(HOST, _lf(garbage), ERROR_LEVELS, Window(), 1 << 20)
     assert bad.events == 0 and bad.problems
+
+
+def test_uwsgi_request_log_and_its_plain_traceback():
+    # uwsgi prints the application's traceback to its log, then the request line with the status (line format
+    # from the uWSGI docs; no real capture is available here)
+    a = Assembler(Clock())
+    lines = [b"Traceback (most recent call last):", b'  File "/usr/lib/python3/dist-packages/keystone/x.py", line 3, in f',
+             b"sqlalchemy.exc.OperationalError: (pymysql.err.OperationalError) (2013, 'Lost connection')",
+             b"[pid: 2617|app: 0|req: 5/9] 127.0.0.1 () {34 vars in 596 bytes} [Tue Nov 24 08:02:42 2026] POST "
+             b"/v3/auth/tokens => generated 503 bytes in 12 msecs (HTTP/1.1 500) 5 headers in 180 bytes (1 switches on core 0)",
+             b"[pid: 2617|app: 0|req: 6/10] 127.0.0.1 () {34 vars in 596 bytes} [Tue Nov 24 08:02:43 2026] GET /v3 => "
+             b"generated 268 bytes in 1 msecs (HTTP/1.1 200) 4 headers in 152 bytes (1 switches on core 0)"]
+    events = [e for i, line in enumerate(lines) if (e := a.feed(i, line)) is not None] + [a.flush()]
+    assert [(e.fmt, e.level, e.message) for e in events] == [
+        ("python", "ERROR", "Unhandled exception"), ("uwsgi", "ERROR", "POST /v3/auth/tokens => HTTP 500"),
+        ("uwsgi", "INFO", "GET /v3 => HTTP 200")]
+    assert events[0].exception()[0] == "sqlalchemy.exc.OperationalError"
+    assert events[1].pid == 2617 and events[2].ts - events[1].ts == 1.0
