@@ -150,3 +150,32 @@ def test_runbook_dry_run_on_the_testbed_changes_nothing(testbed, tmp_path):
     assert testbed.pid("nova-compute") == pid
     assert res.returncode in (0, 2), out  # the check's status (another test may have broken nova meanwhile)
     assert audit_records(config)[-1]["result"] == "dry-run"
+
+
+@pytest.mark.fault
+def test_disabled_compute_service_is_enabled_by_its_runbook(testbed_faults, tmp_path):
+    """Real openstack CLI commands from the runbook: list with the disabled reason, then enable."""
+    testbed = testbed_faults
+    config = write_config(tmp_path, testbed)
+    osc = [str(testbed.base / "venv" / "bin" / "openstack"), "--os-cloud", "testbed"]
+    env = testbed.env()
+    subprocess.run([*osc, "compute", "service", "set", "--disable", "--disable-reason", "opsctl e2e: disabled on purpose",
+                    "minios", "nova-compute"], env=env, check=True, capture_output=True, timeout=120)
+    try:
+        check_args = ["--check", "nova.services_disabled"]
+        broken = wait_for_status(check_args, config, testbed, 1, 30)
+        assert broken.returncode == 1, broken.stdout + broken.stderr
+        command = fix_command(broken.stdout, "nova-service-disabled")
+        run = opsctl([*command, "--yes"], config, testbed, timeout=300)
+        out = run.stdout + run.stderr
+        print(out)
+        assert run.returncode == 0, out
+        assert "opsctl e2e: disabled on purpose" in out  # the reason diagnostic showed it
+        listed = subprocess.run([*osc, "compute", "service", "list", "--service", "nova-compute", "-f", "value", "-c", "Status"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert listed.stdout.strip() == "enabled"
+        rec = audit_records(config)[-1]
+        assert rec["result"] == "repaired" and [s["outcome"] for s in rec["steps"]] == ["passed", "passed", "done"]
+    finally:
+        subprocess.run([*osc, "compute", "service", "set", "--enable", "minios", "nova-compute"], env=env,
+                       capture_output=True, timeout=120)
