@@ -552,6 +552,8 @@ def services_in(results: Sequence[Result], book_id: str, catalog: Mapping[str, C
         names = [k.split(":", 1)[1] for k in r.metrics if ":" in k and k.split(":", 1)[1] in known]
         if not names:
             names = [n for n in sorted(known, key=len, reverse=True) if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", r.summary)]
+        if not names and r.check.endswith(".api") and r.component in catalog:  # <component>.api: its API service
+            names = [svc.name for svc in catalog[r.component].services if svc.ports][:1]
         found.extend(n for n in names if n not in found)
     return found
 

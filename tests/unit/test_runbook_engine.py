@@ -382,3 +382,11 @@ def test_step_error_mid_run_is_audited_as_stopped(tmp_path):
     out = h.run(book(steps, vars={"other": "nowhere"}), yes=True)
     assert out.result == "stopped" and out.exit_code == 2
     assert "nowhere" in h.records()[-1]["message"]
+
+
+def test_api_check_results_name_the_components_api_service():
+    from opsctl.results import Result, Status
+
+    results = [Result(check="nova.api", host="cloud", status=Status.CRITICAL, summary="compute API: connection refused",
+                      runbook="api-endpoint-down")]
+    assert rb.services_in(results, "api-endpoint-down", CATALOG) == ["nova-api"]
