@@ -35,18 +35,18 @@ def _placeholder(m: re.Match) -> str:
 MAX_SAMPLE_LINES = 200
 
 
-_DIGITS_TO_ONE = str.maketrans("23456789", "11111111")  # 0 stays: it is significant in "0x"
+_DIGITS_TO_ONE = bytes.maketrans(b"23456789", b"11111111")  # 0 stays: it is significant in "0x"
 _CACHE_MAX = 4096
 
 
-def normalize(message: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo
+def normalize(message: str, _cache: dict[bytes, str] = {}) -> str:  # noqa: B006 - a deliberate memo
     """The message with request ids, uuids, hex ids, addresses and numbers replaced by placeholders.
 
     Memoised on the message with every digit but 0 made 1: the placeholders depend on the shape of each
     word (digit count, letters, separators, a leading 0x), never on other digit values, so messages that
     differ only in such digit values normalise alike."""
     message = message.strip()[:2000]
-    key = message.translate(_DIGITS_TO_ONE)
+    key = message.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ONE)
     hit = _cache.get(key)
     if hit is not None:
         return hit
@@ -57,12 +57,17 @@ def normalize(message: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 -
     return text
 
 
-def fingerprint_of(event: Event) -> tuple[str, str, str]:
+def fingerprint_of(event: Event, _cache: dict[tuple[str, str], str] = {}) -> tuple[str, str, str]:  # noqa: B006
     """(fingerprint, exception type, normalized message)."""
-    exc_type, _ = event.exception()
+    exc_type = event.exception()[0] or ""
     norm = normalize(event.message)
-    digest = hashlib.sha1(f"{exc_type or '-'}\x00{norm}".encode("utf-8", "replace")).hexdigest()[:12]
-    return digest, exc_type or "", norm
+    digest = _cache.get((exc_type, norm))
+    if digest is None:
+        digest = hashlib.sha1(f"{exc_type or '-'}\x00{norm}".encode("utf-8", "replace")).hexdigest()[:12]
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[(exc_type, norm)] = digest
+    return digest, exc_type, norm
 
 
 @dataclass
@@ -96,9 +101,10 @@ class ErrorGroup:
         if not self.sample_traceback and ev._lines:
             self.sample_traceback = "\n".join(ev.lines[:MAX_SAMPLE_LINES])
             self.sample_where = f"{ev.host}:{ev.path}:{ev.offset}"
-        rid = ev.global_request_id or ev.request_id
-        if rid and len(self.request_ids) < 3 and rid not in self.request_ids:
-            self.request_ids.append(rid)
+        if len(self.request_ids) < 3:
+            rid = ev.global_request_id or ev.request_id
+            if rid and rid not in self.request_ids:
+                self.request_ids.append(rid)
 
     def merge(self, other: "ErrorGroup") -> None:
         self.count += other.count

@@ -104,7 +104,10 @@ class Event:
 
     @property
     def has_traceback(self) -> bool:
-        return any(line.startswith(_TB if type(line) is str else _TB_B) for line in self._lines)
+        for line in self._lines:
+            if line.startswith(_TB_B if line.__class__ is bytes else _TB):
+                return True
+        return False
 
     def _reversed_text(self) -> Iterator[str]:
         for x in reversed(self._lines):
@@ -248,21 +251,32 @@ def decode(line: bytes) -> str:
 
 
 # ------------------------------------------------------------------------------------------ parsing
+def _is_req(token: str) -> bool:
+    return len(token) == 40 and token.startswith("req-")
+
+
 def parse_context(ctx: str) -> dict:
-    """Request context `[global local user project domain user_domain project_domain]` -> fields."""
-    tokens = ctx.split()
-    ids = [t for t in tokens if len(t) == 40 and t.startswith("req-")]
+    """Request context `[global local user project domain user_domain project_domain]` (global may be None or
+    absent; `[-]` when there is none) -> fields."""
+    toks = ctx.split(None, 4)
     out: dict = {}
-    if len(ids) >= 2:
-        out["global_request_id"], out["request_id"] = ids[0], ids[1]
-    elif ids:
-        out["request_id"] = ids[0]
-    if ids:
-        after = tokens[tokens.index(ids[-1]) + 1:]
-        if after and after[0] not in ("-", "None"):
-            out["user"] = after[0]
-        if len(after) > 1 and after[1] not in ("-", "None"):
-            out["project"] = after[1]
+    if not toks:
+        return out
+    first = toks[0]
+    if len(toks) > 1 and _is_req(toks[1]) and (first == "None" or _is_req(first)):
+        if first != "None":
+            out["global_request_id"] = first
+        out["request_id"] = toks[1]
+        i = 2
+    elif _is_req(first):
+        out["request_id"] = first
+        i = 1
+    else:
+        return out
+    if len(toks) > i and toks[i] not in ("-", "None"):
+        out["user"] = toks[i]
+    if len(toks) > i + 1 and toks[i + 1] not in ("-", "None"):
+        out["project"] = toks[i + 1]
     return out
 
 
