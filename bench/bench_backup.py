@@ -93,7 +93,7 @@ def main() -> int:
     try:
         t, (rows, size) = timed(lambda: generate(server, args.gb))
         print(f"generated {rows} rows, InnoDB data {size / (1 << 30):.2f} GiB in {t:.1f}s", flush=True)
-        base_t, _ = timed(lambda: baseline_dump(server, work / "baseline.sql.gz"))
+        base_first, _ = timed(lambda: baseline_dump(server, work / "baseline.sql.gz"))
         base_size = (work / "baseline.sql.gz").stat().st_size
         raw = int(subprocess.run(f"gzip -dc {work / 'baseline.sql.gz'} | wc -c", shell=True, capture_output=True, text=True).stdout)
         print(f"dump text {raw / (1 << 30):.2f} GiB", flush=True)
@@ -104,6 +104,10 @@ def main() -> int:
             cfg = opsctl_config(server, store, comp, checks)
             t, out = timed(lambda: run_backup(cfg, catalog, BackupRequest(components=["nova"], files=False, physical="none")))
             results.append((label, t, out.backup.manifest.size, cfg, out.backup.id))
+        # the baseline again, last: the first run can pay for InnoDB purge after the bulk load; take the faster
+        base_last, _ = timed(lambda: baseline_dump(server, work / "baseline.sql.gz"))
+        base_t = min(base_first, base_last)
+        print(f"baseline runs: {base_first:.1f}s first, {base_last:.1f}s last; using the faster", flush=True)
         print()
         print(f"{'backup':<28}{'seconds':>9}{'size MiB':>10}{'ratio':>8}")
         print(f"{'mariadb-dump | gzip':<28}{base_t:9.1f}{base_size / (1 << 20):10.0f}{1.0:8.2f}")
