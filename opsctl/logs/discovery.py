@@ -10,7 +10,7 @@ import logging
 import posixpath
 import zlib
 from dataclasses import dataclass
-from typing import IO, Iterable, Mapping, Sequence
+from typing import IO, Mapping, Sequence
 
 from opsctl.components import Component
 from opsctl.hosts import Host, LocalHost
@@ -159,10 +159,3 @@ def file_identity(head: bytes) -> str | None:
         if nl < 0:
             return None
     return hashlib.sha1(head[: min(nl, 4096)]).hexdigest()[:20]
-
-
-def discover_many(hosts: Iterable[Host], catalog: Mapping[str, Component], **kw) -> list[LogFile]:
-    out: list[LogFile] = []
-    for host in hosts:
-        out.extend(discover(host, catalog, **kw))
-    return out

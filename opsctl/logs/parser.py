@@ -45,9 +45,7 @@ JOURNAL_RE = re.compile(
 JOURNAL_OSLO_RE = re.compile(_LEVEL_RE + r" (?P<logger>[\w.]+) (?P<rest>.*)", re.S)
 CONTEXT_RE = re.compile(r"\[(?P<ctx>(?:-|None|req-|[0-9a-f]{32}|[0-9a-f]{8}-)[^\]]*)\] ?")
 INSTANCE_RE = re.compile(r"\[instance: (?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\] ?")
-REQ_ID_RE = re.compile(r"req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _EXC_TYPE_RE = re.compile(r"[A-Za-z_][\w.]*")
-PY_LOCATION_RE = re.compile(r'\s+File "')
 MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
 

@@ -5,7 +5,6 @@ while RabbitMQ is down found and grouped (fault injection under the testbed lock
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
