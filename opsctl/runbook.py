@@ -393,6 +393,17 @@ class RunLock:
             self._fd = None
 
 
+def ensure_audit_writable(path: str | Path) -> None:
+    """Fail before anything runs when the audit log cannot be written (a run must never go unrecorded)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
+    except OSError as exc:
+        raise OpsctlError(f"cannot write the runbook audit log {path}: {exc.strerror}",
+                          hint="set runbooks.audit_log in the config to a writable path") from None
+
+
 def audit_user() -> str:
     user = getpass.getuser()
     sudo = os.environ.get("SUDO_USER")
@@ -634,6 +645,7 @@ class Engine:
         out(f"runbook {self.book.id}: {self.book.title}{mode}")
         out(f"  host: {self.target.name}" + (f" ({self.vars['host']})" if self.vars.get("host") != self.target.name else ""))
         self._require_checks()
+        ensure_audit_writable(self.ctx.config.runbooks.audit_log)
         outcome: RunOutcome
         try:
             try:
@@ -935,6 +947,7 @@ class Engine:
             "host": self.target.name,
             "subject": self.vars.get("host"),
             "service": self.vars.get("service"),
+            "vars": {k: v for k, v in self.vars.items() if k not in ("openstack", "rabbitmqctl", "mysql", "galera_bootstrap")},
             "dry_run": self.dry_run,
             "yes": self.yes,
             "steps": [r.to_dict() for r in outcome.steps],

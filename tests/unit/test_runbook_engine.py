@@ -390,3 +390,19 @@ def test_api_check_results_name_the_components_api_service():
     results = [Result(check="nova.api", host="cloud", status=Status.CRITICAL, summary="compute API: connection refused",
                       runbook="api-endpoint-down")]
     assert rb.services_in(results, "api-endpoint-down", CATALOG) == ["nova-api"]
+
+
+def test_unwritable_audit_log_stops_before_any_step(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    h = Harness(tmp_path, config={"runbooks": {"audit_log": str(blocker / "audit.log")}})
+    with pytest.raises(rb.OpsctlError) as err:
+        h.run(book(FIX), yes=True)
+    assert "audit log" in err.value.message and not h.marker.exists()
+
+
+def test_audit_records_the_variables(tmp_path):
+    h = Harness(tmp_path)
+    h.run(book(FIX), yes=True, sets={"server": "abc-123"})
+    rec = h.records()[-1]
+    assert rec["vars"]["server"] == "abc-123" and rec["vars"]["marker"] == str(h.marker)
