@@ -71,6 +71,7 @@ class Cache:
         self._stale: set[tuple[str, str]] = set()
         self._version = 0  # bumped by every change; a rebuild only replaces an older body
         self._body_version = 0
+        self.changes = 0  # bumped on any change of body or health (a mirror polls it)
         self.max_age = max_age
 
     # ----------------------------------------------------------------------------------------- writing
@@ -99,6 +100,7 @@ class Cache:
             st.last_duration, st.up, st.last_error = duration, False, error
             st.runs += 1
             st.errors += 1
+            self.changes += 1
             if families is not None and rendered is not None:
                 st.families, st.rendered, st.updated = list(families), rendered, st.last_attempt
         if families is not None:
@@ -135,6 +137,7 @@ class Cache:
         with self._lock:
             if version > self._body_version:  # two refreshers finishing together: the newest body wins
                 self._body, self._body_gz, self._body_version = body, body_gz, version
+            self.changes += 1
 
     # ----------------------------------------------------------------------------------------- reading
     def body(self) -> tuple[bytes, bytes]:
@@ -199,3 +202,38 @@ class HealthCollector:
             errors.add_metric(lv, float(st.errors))
             runs.add_metric(lv, float(st.runs))
         yield from (up, last, age, dur, errors, runs)
+
+
+HEALTH_FIELDS = ("name", "cloud", "last_success", "updated", "last_attempt", "last_duration", "last_error", "up", "runs",
+                 "errors")
+
+
+def health_of(states: Iterable[CollectorState]) -> list[dict]:
+    """The collectors' health without their families (what a mirror needs)."""
+    return [{k: getattr(st, k) for k in HEALTH_FIELDS} for st in states]
+
+
+class MirrorCache:
+    """A read-only copy of a Cache living in another process: the body and the collectors' health."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._body = b""
+        self._body_gz = gzip.compress(b"", 1)
+        self._states: list[CollectorState] = []
+
+    def update(self, body: bytes, body_gz: bytes, health: list[dict]) -> None:
+        states = [CollectorState(**h) for h in health]
+        with self._lock:
+            self._body, self._body_gz, self._states = body, body_gz, states
+
+    def body(self) -> tuple[bytes, bytes]:
+        with self._lock:
+            return self._body, self._body_gz
+
+    def states(self) -> list[CollectorState]:
+        with self._lock:
+            return list(self._states)
+
+    def families(self) -> Iterator[Metric]:
+        return iter(())

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
+import pickle
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from opsctl.config import Config
 from opsctl.errors import UsageError
-from opsctl.exporters.cache import Cache, CachedCollector, HealthCollector
+from opsctl.exporters.cache import Cache, CachedCollector, HealthCollector, MirrorCache, health_of
 from opsctl.secrets import mask
 
 log = logging.getLogger(__name__)
@@ -168,30 +170,137 @@ class Refresher:
         self._stop.set()
 
 
+# ------------------------------------------------------------------------------------------------ isolation
+class CollectorProcess:
+    """The refreshers and their cache in a child process; the parent only serves what it ships.
+
+    Collecting is CPU work (JSON of thousands of servers, rendering tens of thousands of samples) and
+    Python objects (garbage-collector pauses): in its own process it cannot delay a scrape. The child
+    sends the rendered body and the collectors' health through a pipe whenever they changed
+    (coalesced); if it dies, the parent starts a new one; if the parent dies, the child exits.
+    """
+
+    POLL = 0.5  # seconds between checks for changes to ship (coalesces bursts of refreshes)
+
+    def __init__(self, sources: Sequence[Source], max_cache_age: float | None, mirror: MirrorCache):
+        import multiprocessing
+
+        self._mp = multiprocessing.get_context("fork")
+        self.sources, self.max_cache_age, self.mirror = list(sources), max_cache_age, mirror
+        self._proc: Any = None
+        self._stop = threading.Event()
+        self.restarts = 0
+
+    def start(self) -> None:
+        self._spawn()
+        threading.Thread(target=self._watch, name="collector-process-watch", daemon=True).start()
+
+    def _spawn(self) -> None:
+        reader, writer = self._mp.Pipe(duplex=False)
+        self._proc = self._mp.Process(target=_child_main, args=(self.sources, self.max_cache_age, writer, os.getpid()),
+                                      name="opsctl-exporter-collectors", daemon=True)
+        self._proc.start()
+        writer.close()
+        self._reader = reader
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                body, body_gz, health = pickle.loads(self._reader.recv_bytes())
+                self.mirror.update(body, body_gz, health)
+            except (EOFError, OSError):
+                if self._stop.is_set():
+                    return
+                log.error("exporter collector process died (exit code %s); starting a new one", self._proc.exitcode)
+                self._proc.join(5)
+                self.restarts += 1
+                self._stop.wait(1.0)
+                self._spawn()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(10)
+
+
+def _child_main(sources: Sequence[Source], max_cache_age: float | None, writer: Any, parent: int) -> None:
+    try:
+        os.nice(5)  # background work: under CPU contention the serving process goes first
+    except OSError:
+        pass
+    cache = Cache(max_age=max_cache_age)
+    refresher = Refresher(cache, sources)
+    refresher.start()
+    sent = -1
+    while os.getppid() == parent:
+        changes = cache.changes
+        if changes != sent:
+            body, body_gz = cache.body()
+            try:
+                writer.send_bytes(pickle.dumps((body, body_gz, health_of(cache.states())), protocol=pickle.HIGHEST_PROTOCOL))
+            except (BrokenPipeError, OSError):
+                break
+            sent = changes
+        time.sleep(CollectorProcess.POLL)
+    refresher.stop()
+    os._exit(0)
+
+
 # ------------------------------------------------------------------------------------------------ exporter
 class Exporter:
-    """The cache, its refresher and a registry of its own (never prometheus_client's global REGISTRY)."""
+    """The cache, its refresher and a registry of its own (never prometheus_client's global REGISTRY).
 
-    def __init__(self, sources: Sequence[Source], max_cache_age: float | None = None):
-        self.cache = Cache(max_age=max_cache_age)
-        self.refresher = Refresher(self.cache, sources)
+    isolate=True runs the refreshers in a child process (`start()`); the default runs them in threads
+    of this process (tests, `--once`).
+    """
+
+    def __init__(self, sources: Sequence[Source], max_cache_age: float | None = None, isolate: bool = False):
+        self.isolated = isolate
+        self.cache: Cache | MirrorCache
+        if isolate:
+            self.cache = MirrorCache()
+            self.process: CollectorProcess | None = CollectorProcess(sources, max_cache_age, self.cache)
+            self.refresher = Refresher(Cache(max_age=max_cache_age), sources)  # unused: the child has its own
+        else:
+            self.cache = Cache(max_age=max_cache_age)
+            self.process = None
+            self.refresher = Refresher(self.cache, sources)
         self.health_registry = CollectorRegistry(auto_describe=False)
         self.health_registry.register(HealthCollector(self.cache))
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(CachedCollector(self.cache))
+        self.registry.register(CachedCollector(self.cache))  # type: ignore[arg-type]
         self.registry.register(HealthCollector(self.cache))
+
+    def start(self) -> None:
+        """Start refreshing in the background (a child process when isolated, else threads)."""
+        if self.process is not None:
+            self.process.start()
+        else:
+            self.refresher.start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        self.refresher.stop()
 
     def exposition(self) -> bytes:
         """The whole exposition through prometheus_client (fresh families from the cache)."""
+        if self.isolated:
+            return self.scrape()[0]
         return generate_latest(self.registry)
 
-    def scrape(self, gzip_ok: bool = False) -> tuple[bytes, bool]:
+    def scrape_chunks(self, gzip_ok: bool = False) -> tuple[list[bytes], bool]:
         """The fast path used by /metrics: the cached body plus freshly rendered health series."""
         body, body_gz = self.cache.body()
         health = generate_latest(self.health_registry)
         if gzip_ok:  # two gzip members make one valid gzip stream (RFC 1952 2.2)
-            return body_gz + gzip.compress(health, 1), True
-        return body + health, False
+            return [body_gz, gzip.compress(health, 1)], True
+        return [body, health], False
+
+    def scrape(self, gzip_ok: bool = False) -> tuple[bytes, bool]:
+        chunks, gzipped = self.scrape_chunks(gzip_ok)
+        return b"".join(chunks), gzipped
 
     def serve(self, listen: str, port: int) -> ThreadingHTTPServer:
         """Start the HTTP server in a thread and return it (call shutdown() to stop)."""
@@ -213,23 +322,24 @@ def _handler(exporter: Exporter) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 gzip_ok = "gzip" in self.headers.get("Accept-Encoding", "")
-                body, gzipped = exporter.scrape(gzip_ok)
-                self._send(200, CONTENT_TYPE_LATEST, body, gzipped)
+                chunks, gzipped = exporter.scrape_chunks(gzip_ok)
+                self._send(200, CONTENT_TYPE_LATEST, chunks, gzipped)
             elif path in ("/", "/index.html"):
-                self._send(200, "text/html; charset=utf-8", INDEX)
+                self._send(200, "text/html; charset=utf-8", [INDEX])
             elif path == "/healthz":
-                self._send(200, "text/plain; charset=utf-8", b"ok\n")
+                self._send(200, "text/plain; charset=utf-8", [b"ok\n"])
             else:
-                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+                self._send(404, "text/plain; charset=utf-8", [b"not found\n"])
 
-        def _send(self, code: int, ctype: str, body: bytes, gzipped: bool = False) -> None:
+        def _send(self, code: int, ctype: str, chunks: list[bytes], gzipped: bool = False) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             if gzipped:
                 self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(sum(len(c) for c in chunks)))
             self.end_headers()
-            self.wfile.write(body)
+            for chunk in chunks:
+                self.wfile.write(chunk)
 
         def log_message(self, fmt: str, *args: Any) -> None:
             log.debug("http: " + fmt, *args)

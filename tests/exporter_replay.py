@@ -125,7 +125,7 @@ class ReplayCloud:
     def start(self) -> "ReplayCloud":
         if not hasattr(self, "rec"):
             self.build()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        self._server = _QuietServer(("127.0.0.1", self.port), _handler(self))
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -147,6 +147,8 @@ class ReplayCloud:
 
     # ------------------------------------------------------------------------------------------ routes
     def route(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        if path == "/_stats":
+            return 200, {"requests": self.requests}, {}
         parts = path.split("/", 2)
         service = parts[1] if len(parts) > 1 else ""
         rest = "/" + parts[2] if len(parts) > 2 else "/"
@@ -216,6 +218,11 @@ class ReplayCloud:
         return out
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that went away mid-request (a killed collector) is not the replay's problem
+
+
 def _handler(cloud: ReplayCloud) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -250,3 +257,26 @@ def _handler(cloud: ReplayCloud) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def main() -> None:
+    """Serve a replay cloud in this process (own process: its CPU never competes with the exporter's)."""
+    import argparse
+    import signal
+    import sys
+
+    ap = argparse.ArgumentParser()
+    for name, default in (("hypervisors", 2000), ("servers", 20000), ("volumes", 5000), ("images", 200)):
+        ap.add_argument(f"--{name}", type=int, default=default)
+    ap.add_argument("--clouds-yaml", required=True)
+    ap.add_argument("--name", default="replay")
+    args = ap.parse_args()
+    cloud = ReplayCloud(args.hypervisors, args.servers, args.volumes, args.images).start()
+    cloud.clouds_yaml(Path(args.clouds_yaml), args.name)
+    print(cloud.base, flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT}) if hasattr(signal, "sigwait") else None
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,8 @@ def exporter(
     for p in problems:
         typer.echo(f"warning: {p}", err=True)
     interval = cfg.exporter.refresh_interval
-    exp = Exporter(sources, max_cache_age=cfg.exporter.max_cache_age or 5 * max(interval, cfg.exporter.checks_interval or 0))
+    max_age = cfg.exporter.max_cache_age or 5 * max(interval, cfg.exporter.checks_interval or 0)
+    exp = Exporter(sources, max_cache_age=max_age, isolate=not once)
     if once:
         exp.refresher.run_all_once()
         sys.stdout.buffer.write(exp.exposition())
@@ -43,19 +44,20 @@ def exporter(
             typer.echo(f"warning: collector {s.name}{'/' + s.cloud if s.cloud else ''} failed: {s.last_error}", err=True)
         raise typer.Exit(0)
     address = listen or cfg.exporter.listen
+    exp.start()  # the collectors' process first: it must not inherit the listening socket
     try:
         server = exp.serve(address, cfg.exporter.port if port is None else port)
     except OSError as exc:
+        exp.stop()
         raise UnavailableError(f"cannot listen on {address}:{port or cfg.exporter.port}: {exc.strerror}",
                                hint="choose another --port or stop what is using it") from None
-    exp.refresher.start()
     typer.echo(f"opsctl exporter listening on http://{server.server_address[0]}:{server.server_address[1]}/metrics "
                f"({len(sources)} collectors)", err=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    exp.refresher.stop()
+    exp.stop()
     server.shutdown()
 
 

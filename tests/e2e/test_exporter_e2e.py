@@ -106,6 +106,7 @@ def test_real_scrape_passes_promtool_without_warnings(exporter_on_testbed):
 
 
 @pytest.mark.fault
+@pytest.mark.timeout(1800)  # includes waiting for the shared testbed's fault lock, held by other suites' faults
 def test_killing_nova_compute_flips_the_exported_state_and_back(exporter_on_testbed, testbed_faults):
     port, prom, _ = exporter_on_testbed
     assert samples(scrape(port), "openstack_nova_agent_state", **COMPUTE) == [1.0]
