@@ -192,3 +192,28 @@ def test_http_server_paths(path, code):
             assert b"http_value 1.0" in body
     finally:
         server.shutdown()
+
+
+def test_isolated_collectors_run_in_a_child_process_that_is_restarted_if_it_dies():
+    import os
+    import signal
+
+    from opsctl.exporters.cache import MirrorCache
+
+    exp = Exporter([Source("pid", lambda: [gauge("collector_pid", os.getpid())], interval=0.2)], isolate=True)
+    assert isinstance(exp.cache, MirrorCache)
+    exp.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and value(exp.scrape()[0], "collector_pid") is None:
+            time.sleep(0.05)
+        first = value(exp.scrape()[0], "collector_pid")
+        assert first and first != os.getpid()  # collected in another process
+        assert value(exp.scrape()[0], "opsctl_collector_up", collector="pid", cloud="") == 1
+        os.kill(int(first), signal.SIGKILL)
+        while time.monotonic() < deadline and value(exp.scrape()[0], "collector_pid") in (None, first):
+            time.sleep(0.05)
+        assert exp.process.restarts == 1
+        assert value(exp.scrape()[0], "collector_pid") not in (None, first)
+    finally:
+        exp.stop()
