@@ -22,6 +22,7 @@ from opsctl import runbook as rb
 from opsctl.checkdef import check
 from opsctl.components import CATALOG
 from opsctl.inventory import HostSpec, Inventory
+from opsctl.runbook_audit import append_audit
 
 
 @check("bench.ok", scope="host")
@@ -56,7 +57,7 @@ def audit_append(n: int, path: Path) -> float:
     record = {"runbook": "bench", "steps": [{"id": "s", "output": "x" * 2000}], "result": "ok"}
     t0 = time.perf_counter()
     for _ in range(n):
-        rb.append_audit(path, record)
+        append_audit(path, record)
     return time.perf_counter() - t0
 
 

@@ -11,10 +11,6 @@ decides the outcome. Every run is appended to the audit log.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import getpass
-import json
-import os
 import re
 import shlex
 import socket
@@ -30,11 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from opsctl.checkdef import Check
 from opsctl.components import Component, find_service
 from opsctl.config import Config
-from opsctl.errors import ConfigError, DataError, LockedError, OpsctlError, UsageError
+from opsctl.errors import ConfigError, DataError, OpsctlError, UsageError
+from opsctl.galera import BootstrapDecision, GaleraNode, choose_bootstrap_node, galera_node
 from opsctl.hosts import CommandNotFound, CommandTimeout, Host, HostError
 from opsctl.inventory import HostSpec, Inventory
 from opsctl.results import Result, Status, worst
-from opsctl.secrets import mask, mask_obj
+from opsctl.runbook_audit import append_audit, audit_user, ensure_audit_writable
+from opsctl.secrets import mask
 
 OUTPUT_LIMIT = 8192  # characters of a step's output kept in the audit record
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -256,158 +254,6 @@ def render_text(text: str, variables: Mapping[str, Any]) -> str:
 def template_vars(template: Sequence[str] | str) -> set[str]:
     items = [template] if isinstance(template, str) else template
     return {m.group(1) for t in items for m in _TOKEN.finditer(t) if m.group(1)}
-
-
-# ------------------------------------------------------------------------------------------ galera
-@dataclass(frozen=True)
-class GaleraNode:
-    """What a stopped Galera node's state files say."""
-
-    host: str
-    running: bool
-    seqno: int | None  # None: grastate.dat missing or unreadable
-    safe_to_bootstrap: bool = False
-    has_gvwstate: bool = False
-    uuid: str | None = None
-
-
-def parse_grastate(text: str) -> dict[str, str]:
-    """Key/values of grastate.dat (`# GALERA saved state` header, `key:   value` lines)."""
-    values = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        values[key.strip()] = value.strip()
-    return values
-
-
-def galera_node(host: str, grastate: str | None, gvwstate_exists: bool, running: bool) -> GaleraNode:
-    values = parse_grastate(grastate) if grastate is not None else {}
-    try:
-        seqno = int(values["seqno"]) if "seqno" in values else None
-    except ValueError:
-        seqno = None
-    return GaleraNode(host, running, seqno, values.get("safe_to_bootstrap") == "1", gvwstate_exists, values.get("uuid"))
-
-
-@dataclass(frozen=True)
-class BootstrapDecision:
-    host: str | None  # None: do not bootstrap automatically
-    reason: str
-
-
-def choose_bootstrap_node(nodes: Sequence[GaleraNode]) -> BootstrapDecision:
-    """The node to bootstrap a stopped Galera cluster from, by the safe rules.
-
-    Refuse while any node runs (join it instead). Prefer the node that wrote gvwstate.dat (it was
-    in the last primary component); else `safe_to_bootstrap: 1`; never a node with seqno -1 (its
-    state is unknown after a crash: recover it with --wsrep-recover first); else the highest seqno;
-    a tie or no usable seqno is the operator's call.
-    """
-    if not nodes:
-        return BootstrapDecision(None, "no controller hosts to inspect")
-    running = [n.host for n in nodes if n.running]
-    if running:
-        return BootstrapDecision(None, f"MariaDB still runs on {', '.join(running)}: do not bootstrap; restart the "
-                                       "stopped nodes so they join the running one (or stop all nodes first)")
-    usable = [n for n in nodes if n.seqno is not None and n.seqno != -1]
-    gvw = [n for n in nodes if n.has_gvwstate and n.seqno != -1]
-    if len(gvw) == 1:
-        return BootstrapDecision(gvw[0].host, f"{gvw[0].host} has gvwstate.dat: it was in the last primary component")
-    if len(gvw) > 1:
-        candidates = gvw
-    else:
-        safe = [n for n in usable if n.safe_to_bootstrap]
-        if len(safe) == 1:
-            return BootstrapDecision(safe[0].host, f"{safe[0].host} has safe_to_bootstrap: 1 (last node to leave)")
-        candidates = usable
-    if not candidates:
-        unknown = [n.host for n in nodes if n.seqno in (None, -1)]
-        return BootstrapDecision(None, f"no node has a usable seqno ({', '.join(unknown)} have -1 or no grastate.dat): "
-                                       "run `mysqld --wsrep-recover` on each node to find its position, then decide")
-    best = max(n.seqno for n in candidates)  # type: ignore[type-var]
-    top = [n for n in candidates if n.seqno == best]
-    if len(top) > 1:
-        return BootstrapDecision(None, f"{', '.join(n.host for n in top)} share the highest seqno {best}: choose one yourself")
-    skipped = [n.host for n in nodes if n.seqno == -1]
-    note = f" (never {', '.join(skipped)}: seqno -1)" if skipped else ""
-    return BootstrapDecision(top[0].host, f"{top[0].host} has the highest seqno {best}{note}")
-
-
-# ------------------------------------------------------------------------------------------ audit
-def append_audit(path: str | Path, record: Mapping[str, Any]) -> None:
-    """Append one masked JSON line; directories created, file mode 0600, locked against concurrent runs."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        line = (json.dumps(mask_obj(dict(record)), default=str, sort_keys=False) + "\n").encode()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    except OSError as exc:
-        raise OpsctlError(f"cannot write the runbook audit log {path}: {exc.strerror}",
-                          hint="set runbooks.audit_log in the config to a writable path") from None
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(line)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-    finally:
-        os.close(fd)
-
-
-class RunLock:
-    """One run of a runbook per host at a time (a lock file next to the audit log); dry runs need none."""
-
-    def __init__(self, audit_log: str | Path, book_id: str, host: str):
-        safe_host = re.sub(r"[^A-Za-z0-9_.-]", "_", host)
-        self.path = Path(audit_log).parent / f".runbook-{book_id}-{safe_host}.lock"
-        self.what = f"runbook {book_id} on {host}"
-        self._fd: int | None = None
-
-    def __enter__(self) -> "RunLock":
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-        except OSError as exc:
-            raise OpsctlError(f"cannot create the runbook lock {self.path}: {exc.strerror}",
-                              hint="set runbooks.audit_log in the config to a writable path") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip()
-            os.close(fd)
-            raise LockedError(f"{self.what} is already running ({holder or 'another process'})",
-                              hint="wait for it to finish; each run is recorded in the audit log") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}, user {audit_user()}".encode())
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def ensure_audit_writable(path: str | Path) -> None:
-    """Fail before anything runs when the audit log cannot be written (a run must never go unrecorded)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
-    except OSError as exc:
-        raise OpsctlError(f"cannot write the runbook audit log {path}: {exc.strerror}",
-                          hint="set runbooks.audit_log in the config to a writable path") from None
-
-
-def audit_user() -> str:
-    user = getpass.getuser()
-    sudo = os.environ.get("SUDO_USER")
-    return f"{sudo} (as {user})" if sudo and sudo != user else user
 
 
 # ------------------------------------------------------------------------------------------ engine

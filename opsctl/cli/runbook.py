@@ -14,6 +14,7 @@ from opsctl import registry
 from opsctl import runbook as rb
 from opsctl.cli.common import state
 from opsctl.errors import UsageError
+from opsctl.runbook_audit import RunLock
 from opsctl.secrets import mask
 
 app = typer.Typer(help=__doc__, no_args_is_help=True)
@@ -103,7 +104,7 @@ def run_cmd(
     if dry_run:
         outcome = engine.run()
     else:
-        with rb.RunLock(config.runbooks.audit_log, book.id, target.name):
+        with RunLock(config.runbooks.audit_log, book.id, target.name):
             outcome = engine.run()
     raise typer.Exit(outcome.exit_code)
 

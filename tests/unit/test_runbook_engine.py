@@ -16,7 +16,8 @@ from opsctl import config as configmod
 from opsctl import runbook as rb
 from opsctl.checkdef import check
 from opsctl.components import CATALOG, apply_overrides
-from opsctl.errors import UsageError
+from opsctl.errors import LockedError, UsageError
+from opsctl.runbook_audit import RunLock, append_audit
 from opsctl.inventory import HostSpec, Inventory
 from opsctl.secrets import clear_registered, register_secret
 from tests_runbook_helpers import GRASTATE, GVWSTATE
@@ -260,7 +261,7 @@ def test_galera_step_reads_state_files_and_refuses_while_mariadb_runs(tmp_path):
 
 def _append_many(path: str, worker: int) -> None:
     for i in range(200):
-        rb.append_audit(path, {"worker": worker, "i": i, "pad": "x" * 3000})
+        append_audit(path, {"worker": worker, "i": i, "pad": "x" * 3000})
 
 
 def test_audit_append_is_concurrency_safe_and_private(tmp_path):
@@ -284,7 +285,7 @@ def test_audit_log_unwritable_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(rb.OpsctlError) as err:
-        rb.append_audit(blocker / "audit.log", {"x": 1})
+        append_audit(blocker / "audit.log", {"x": 1})
     assert "audit log" in err.value.message
 
 
@@ -365,14 +366,14 @@ def test_infer_service_falls_back_to_the_runbook_default(tmp_path):
 
 def test_one_run_per_runbook_and_host_at_a_time(tmp_path):
     audit_log = tmp_path / "logs" / "runbooks.log"
-    with rb.RunLock(audit_log, "demo-fix", "node1"):
-        with pytest.raises(rb.LockedError) as err:
-            with rb.RunLock(audit_log, "demo-fix", "node1"):
+    with RunLock(audit_log, "demo-fix", "node1"):
+        with pytest.raises(LockedError) as err:
+            with RunLock(audit_log, "demo-fix", "node1"):
                 pass
         assert f"pid {os.getpid()}" in err.value.message and err.value.exit_code == 75
-        with rb.RunLock(audit_log, "demo-fix", "node2"):  # another host is fine
+        with RunLock(audit_log, "demo-fix", "node2"):  # another host is fine
             pass
-    with rb.RunLock(audit_log, "demo-fix", "node1"):  # released
+    with RunLock(audit_log, "demo-fix", "node1"):  # released
         pass
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opsctl.runbook import choose_bootstrap_node, galera_node, parse_grastate
+from opsctl.galera import choose_bootstrap_node, galera_node, parse_grastate
 from tests_runbook_helpers import GRASTATE  # real format, MariaDB 10.x / Galera 4
 
 
