@@ -17,7 +17,7 @@ from opsctl.backup import mysql, physical
 from opsctl.backup.compression import for_file
 from opsctl.backup.progress import Reporter
 from opsctl.backup.store import Backup, Item, Store, require_intact
-from opsctl.errors import UsageError
+from opsctl.errors import OpsctlError, UsageError
 
 
 @dataclass
@@ -87,13 +87,19 @@ def restore(config, req: RestoreRequest, confirm: Callable[[str], bool], reporte
             return outcome
         if overwrites and not req.yes and not confirm(f"overwrite {', '.join(overwrites)}?"):
             raise UsageError("restore cancelled: nothing was changed", hint="pass --yes to restore without asking")
+        safety = None
         if existing and req.keep_previous:
             safety = _safety_dump(config, existing)
             outcome.kept.append(f"previous contents of {', '.join(existing)} saved as backup {safety} (kind pre-restore)")
         for item in dumps:
-            with reporter.task(f"restore {item.name}", item.size) as advance:
-                mysql.drop_database(target, item.name)
-                outcome.warnings += mysql.load_dump(target, backup.path / item.path, for_file(item.compression), advance)
+            try:
+                with reporter.task(f"restore {item.name}", item.size) as advance:
+                    mysql.drop_database(target, item.name)
+                    outcome.warnings += mysql.load_dump(target, backup.path / item.path, for_file(item.compression), advance)
+            except OpsctlError as exc:
+                kept = f"; its previous contents are in backup {safety}" if safety else ""
+                raise OpsctlError(f"restore of database {item.name} failed: {exc.message}",
+                                  hint=f"database {item.name} may be partly restored{kept}", exit_code=exc.exit_code) from None
             outcome.actions.append(f"database {item.name} restored from {backup.id}")
         for item in file_items:
             top = item.details.get("top") or item.source.get("paths", [])

@@ -142,3 +142,28 @@ def test_missing_paths_are_warned_not_fatal(tmp_path, tree):
     out = opsctl(nothing, "backup", "run", "--root", str(root))
     assert out.returncode == 64 and "nothing to back up" in out.stderr
     assert Store(tmp_path / "store2").list() == []
+
+
+def test_restore_asks_on_a_terminal(tmp_path, tree):
+    """On a TTY restore asks before overwriting: 'n' changes nothing, 'y' restores."""
+    import pty
+
+    from backup_helpers import CLI, env_for
+
+    root, _ = tree
+    cfg = _cfg(tmp_path, OVERRIDES)
+    assert opsctl(cfg, "backup", "run", "--root", str(root), "--component", "keystone").returncode == 0
+    conf = root / "etc/keystone/keystone.conf"
+    conf.write_text("changed\n")
+    for answer, code in (("n", 64), ("y", 0)):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([*CLI, "--config", str(cfg), "restore", "--files", "config", "--root", str(root)],
+                                stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for())
+        os.close(slave)
+        os.write(master, f"{answer}\n".encode())
+        out, err = proc.communicate(timeout=60)
+        os.close(master)
+        assert proc.returncode == code, err
+        if answer == "n":
+            assert "cancelled" in err and conf.read_text() == "changed\n"
+    assert conf.read_text().startswith("[database]")
