@@ -269,9 +269,10 @@ class StepRecord:
     outcome: str = ""  # passed, failed, unexpected, done, skipped, dry-run, declined, error
     expected: str = ""
     duration: float = 0.0
+    stdout: str = field(default="", repr=False)  # standard output alone: what `foreach` iterates over
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if v not in (None, "")}
+        d = {k: v for k, v in self.__dict__.items() if v not in (None, "") and k != "stdout"}
         out = self.output
         if len(out) > OUTPUT_LIMIT:
             half = OUTPUT_LIMIT // 2
@@ -449,6 +450,7 @@ class Engine:
         self.records: list[StepRecord] = []
         self._by_step: dict[str, list[StepRecord]] = {}
         self._hosts: dict[str, Host] = {}
+        self._stdout = ""
 
     # -- hosts ---------------------------------------------------------------------------------
     def _host(self, spec: HostSpec) -> Host:
@@ -529,7 +531,7 @@ class Engine:
         out = self.ctx.out
         out(f"\n[{number}/{len(self.book.steps) + 1}] {step.kind}: {step.title}")
         if step.when and not self._condition(step.when):
-            out(f"  skipped: step {step.when.step} did not {step.when.outcome[:-2] if step.when.outcome == 'passed' else 'fail'}")
+            out(f"  skipped: step {step.when.step} did not {'pass' if step.when.outcome == 'passed' else 'fail'}")
             self._record(StepRecord(step.id, step.kind, step.title, outcome="skipped"))
             return
         empty = sorted(v for v in template_vars([*(step.run or []), step.where, step.exclude or ""])
@@ -568,7 +570,7 @@ class Engine:
                 raise Stopped(f"step {step.foreach} did not succeed, so {step.id} has nothing trustworthy to act on")
             self.ctx.out(f"  (step {step.foreach} did not succeed: a real run would stop here)")
             return []
-        lines = [ln.strip() for r in source for ln in r.output.splitlines() if ln.strip()]
+        lines = [ln.strip() for r in source for ln in r.stdout.splitlines() if ln.strip()]
         if not lines:
             self.ctx.out(f"  nothing to do: step {step.foreach} listed no items")
         return list(dict.fromkeys(lines))
@@ -585,11 +587,13 @@ class Engine:
         return rec
 
     def _exec(self, spec: HostSpec, argv: list[str], timeout: float, stdin: str | None = None) -> tuple[int | None, str, str]:
-        """Run argv on a host: (rc, combined output, error text)."""
+        """Run argv on a host: (rc, combined output, error text); standard output alone is kept in self._stdout."""
+        self._stdout = ""
         try:
             res = self._host(spec).run(argv, timeout=timeout, input=stdin.encode() if stdin is not None else None)
         except (CommandNotFound, CommandTimeout, HostError) as exc:
             return None, "", exc.message
+        self._stdout = _ANSI.sub("", res.stdout)
         text = res.stdout + (("\n" if res.stdout and not res.stdout.endswith("\n") else "") + res.stderr if res.stderr else "")
         return res.rc, _ANSI.sub("", text), ""
 
@@ -620,7 +624,7 @@ class Engine:
         outcome = "error" if error else ("passed" if met else "unexpected")
         out(f"  -> {outcome}" + (f" ({_short(rc, error)})" if outcome != "passed" else ""))
         self._record(StepRecord(step.id, "diagnostic", step.title, spec.name, argv, rc, text or error, outcome,
-                                expect.describe() if expect else "", time.monotonic() - t0))
+                                expect.describe() if expect else "", time.monotonic() - t0, stdout=self._stdout))
         if step.required and outcome != "passed" and self.dry_run:
             out("  (a real run would stop here; the dry run goes on to show the remaining steps)")
         elif step.required and outcome != "passed":

@@ -170,7 +170,8 @@ def test_when_and_foreach(tmp_path):
     h = Harness(tmp_path)
     a, b = tmp_path / "a", tmp_path / "b"
     steps = [
-        {"id": "list", "diagnostic": "names", "run": ["printf", "%s\\n%s\\n", str(a), str(b)]},
+        {"id": "list", "diagnostic": "names (and a warning on stderr)",
+         "run": ["sh", "-c", 'printf "%s\\n%s\\n" "$1" "$2"; echo "WARNING: deprecated" >&2', "sh", str(a), str(b)]},
         {"id": "make", "action": "create each", "run": ["touch", "{item}"], "foreach": "list"},
         {"id": "ok", "diagnostic": "passes", "run": ["true"]},
         {"id": "never", "action": "only if ok failed", "run": ["touch", "{marker}"], "when": {"step": "ok", "outcome": "failed"}},
@@ -178,6 +179,7 @@ def test_when_and_foreach(tmp_path):
     ]
     out = h.run(book(steps), yes=True)
     assert a.exists() and b.exists()
+    assert [s.argv[-1] for s in out.steps if s.id == "make"] == [str(a), str(b)]  # stderr is not an item
     assert [s.outcome for s in out.steps if s.id == "never"] == ["skipped"]
     assert out.exit_code == 0
 
