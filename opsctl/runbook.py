@@ -170,6 +170,11 @@ class Runbook(_Strict):
         return self
 
     @property
+    def uses_target(self) -> bool:
+        """Whether any step runs on the one target host (else steps name their hosts: local, role:, host:)."""
+        return any(s.where == "target" and not s.check for s in self.steps)
+
+    @property
     def verify_checks(self) -> list[str]:
         return list(self.verify.checks or self.checks)
 
@@ -344,11 +349,16 @@ def resolve_target(book: Runbook, inventory: Inventory, host: str | None, cloud_
         for spec in specs:
             if _names_host(spec, host):  # type: ignore[arg-type]
                 return spec, host  # type: ignore[return-value]
+        if not book.uses_target:  # e.g. galera-not-synced: every step names its hosts; `host` may be a VIP
+            return HostSpec(socket.gethostname(), frozenset()), host  # type: ignore[return-value]
         raise UsageError(f"host {host!r} is not in the inventory",
                          hint=f"hosts: {', '.join(s.name for s in specs)} (a label value such as labels: {{nova_host: {host}}} maps a cloud host name)")
     candidates = [s for s in specs if not book.role or book.role in s.roles] or (specs if len(specs) == 1 else [])
     if len(candidates) == 1:
         return candidates[0], candidates[0].name
+    if not book.uses_target:
+        local = HostSpec(socket.gethostname(), frozenset())
+        return local, local.name
     names = ", ".join(s.name for s in candidates or specs)
     what = f"{len(candidates)} {book.role} hosts" if book.role else f"{len(specs)} hosts"
     raise UsageError(f"runbook {book.id} needs a host: the inventory has {what}", hint=f"pass --host (one of: {names})")

@@ -409,3 +409,17 @@ def test_audit_records_the_variables(tmp_path):
     h.run(book(FIX), yes=True, sets={"server": "abc-123"})
     rec = h.records()[-1]
     assert rec["vars"]["server"] == "abc-123" and rec["vars"]["marker"] == str(h.marker)
+
+
+def test_runbooks_that_name_their_hosts_need_no_target():
+    inventory = Inventory((HostSpec("db1", frozenset({"controller"}), "10.0.0.1"), HostSpec("db2", frozenset({"controller"}), "10.0.0.2")), "t")
+    galera = rb.load_runbooks()["galera-not-synced"]
+    assert not galera.uses_target
+    spec, subject = rb.resolve_target(galera, inventory, "10.0.0.100")  # the database VIP the check reported
+    assert spec.is_local and subject == "10.0.0.100"
+    assert rb.resolve_target(galera, inventory, None)[0].is_local
+    nova = rb.load_runbooks()["mariadb-down"]
+    assert nova.uses_target
+    with pytest.raises(UsageError):
+        rb.resolve_target(nova, inventory, None)
+    assert rb.resolve_target(nova, inventory, "10.0.0.2")[0].name == "db2"
