@@ -165,13 +165,21 @@ def parse_ss_listen(text: str) -> Listeners:
 _STRIP = "[](){}:,;'\""
 
 
+# setproctitle titles: `NAME: ROLE (original command line)` or `NAME: ROLE [original command line]`
+_TITLE = re.compile(r"^[^\s:]+: .*?\s[\[(](?P<inner>[^\[\]()]+)[\])]\s*$")
+
+
 def command_tokens(args: str, limit: int = 8) -> frozenset[str]:
     """Program-like words of a command line, up to its first option.
 
     `python3 /venv/bin/nova-compute --config-file x` -> {python3, nova-compute};
-    `gunicorn: master [keystone]` -> {gunicorn, master, keystone};
-    `nova-conductor: master process [/venv/bin/nova-conductor --config-file ...]` -> {nova-conductor, master, process}.
+    a retitled process counts by the command line in its title: `gunicorn: master [keystone]` -> {keystone},
+    `neutron-server: rpc worker (/venv/bin/python3 /venv/bin/neutron-rpc-server --config-file ...)` ->
+    {python3, neutron-rpc-server} (neutron titles the rpc-server's workers "neutron-server").
     """
+    m = _TITLE.match(args)
+    if m:
+        args = m.group("inner")
     tokens: set[str] = set()
     for i, word in enumerate(args.split()):
         if i >= limit or (i and word.startswith("-")):

@@ -171,7 +171,7 @@ def test_ps_drops_kernel_threads_and_tokenises_daemons():
     procs = {p.pid: p for p in parse_ps(PS)}
     assert 2 not in procs and 3 not in procs
     assert procs[4351].name == "nova-conductor:" and "nova-conductor" in procs[4351].tokens
-    assert "keystone" in procs[4268].tokens and "gunicorn" in procs[4268].tokens
+    assert "keystone" in procs[4268].tokens
     assert {"python3", "nova-compute"} <= procs[7300].tokens
     assert "fake_neutron_agents" in procs[4424].tokens
     assert "nova-compute" not in procs[9001].tokens  # a log file name is not the daemon
@@ -180,7 +180,12 @@ def test_ps_drops_kernel_threads_and_tokenises_daemons():
 
 def test_command_tokens_stop_at_first_option():
     assert command_tokens("/usr/bin/python3 /usr/bin/nova-compute --config-file /etc/nova/nova-compute.conf") == {"python3", "nova-compute"}
-    assert command_tokens("gunicorn: master [placement]") == {"gunicorn", "master", "placement"}
+    assert command_tokens("gunicorn: master [placement]") == {"placement"}
+    # neutron titles the rpc-server's workers "neutron-server": they must not count as neutron-server
+    assert command_tokens("neutron-server: rpc worker (/venv/bin/python3 /venv/bin/neutron-rpc-server --config-file "
+                          "/etc/neutron/neutron.conf)") == {"python3", "neutron-rpc-server"}
+    assert command_tokens("nova-conductor: master process [/venv/bin/nova-conductor --config-file /etc/nova/nova.conf]") == {"nova-conductor"}
+    assert command_tokens("nova-conductor: ServiceWrapper worker(0)") == {"nova-conductor", "ServiceWrapper", "worker(0"}
     assert command_tokens("/usr/bin/python3 -m nova.cmd.compute") == {"python3"}
     assert command_tokens("") == frozenset()
 
