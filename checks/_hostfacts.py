@@ -20,7 +20,7 @@ from opsctl.hosts import Host, LocalHost
 from opsctl.checks._hostparse import (
     Listeners, Mount, Proc, TimeSync, UnitState, parse_chronyc_tracking, parse_df_output, parse_df_posix,
     parse_cpu_list, parse_limits, parse_loadavg, parse_meminfo, parse_ntpq_rv, parse_ps, parse_ss_listen,
-    parse_systemctl_show, parse_timedatectl_show, split_address,
+    parse_systemctl_show, parse_timedatectl_show,
 )
 
 _cache: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
@@ -220,7 +220,11 @@ def time_sync(ctx: CheckContext) -> TimeSync:
     if running & {"ntpd", "ntpsec"}:
         return parse_ntpq_rv(_run(ctx, ["ntpq", "-n", "-c", "rv 0 leap,stratum,offset,refid"]))
     if has_systemd(ctx):
-        return parse_timedatectl_show(_run(ctx, ["timedatectl", "show"]))
+        text = _run(ctx, ["timedatectl", "show"])
+        ts = parse_timedatectl_show(text)
+        if not ts.synchronised and "NTP=yes" not in text.splitlines():
+            raise NoTimeDaemon("no chronyd or ntpd process, and systemd reports no NTP service (timedatectl: NTP=no)")
+        return ts
     raise NoTimeDaemon(f"no {', '.join(TIME_DAEMONS)} process, and systemd is not running")
 
 
@@ -240,4 +244,4 @@ def unit_states(ctx: CheckContext, units: list[str]) -> dict[str, UnitState]:
 
 
 __all__ = ["cached", "cpu_count", "dedupe_mounts", "has_systemd", "is_local", "listeners", "loadavg", "meminfo",
-           "mounts", "nofile", "processes", "split_address", "time_sync", "unit_states", "NoTimeDaemon"]
+           "mounts", "nofile", "processes", "time_sync", "unit_states", "NoTimeDaemon"]

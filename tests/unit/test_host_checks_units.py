@@ -83,3 +83,43 @@ def test_active_disabled_masked_and_starting_units():
 def test_no_units_expected_is_ok():
     results, host = _results([])
     assert [r.status for r in results.values()] == [Status.OK] and not host.calls
+
+
+class TimedatectlHost:
+    """A systemd host without chronyd/ntpd: `ps` shows systemd only, `timedatectl show` answers as given."""
+
+    name = "ctl1"
+
+    def __init__(self, show: str):
+        self.show = show
+
+    def exists(self, path):
+        return path == "/run/systemd/system"
+
+    def run(self, argv, timeout=30, input=None):
+        if argv[0] == "ps":
+            out = "    1     0 systemd         /sbin/init\n  412     1 systemd-journal /lib/systemd/systemd-journald\n"
+        else:
+            out = self.show
+        return CommandResult(tuple(argv), 0, out, "", 0.01)
+
+
+def _time_result(show):
+    from opsctl.checks.host import time_sync
+
+    ctx = CheckContext(time_sync, "ctl1", Config(), CATALOG, dict(time_sync.thresholds), host=TimedatectlHost(show),
+                       spec=HostSpec("ctl1", frozenset()))
+    results = list(time_sync.func(ctx))
+    assert len(results) == 1
+    return results[0]
+
+
+def test_timedatectl_paths_on_a_systemd_host():
+    synced = _time_result("Timezone=UTC\nCanNTP=yes\nNTP=yes\nNTPSynchronized=yes\n")
+    assert synced.status == Status.OK and "timedatectl" in synced.summary
+    unsynced = _time_result("Timezone=UTC\nCanNTP=yes\nNTP=yes\nNTPSynchronized=no\n")
+    assert unsynced.status == Status.CRITICAL and "clock of ctl1 is NOT synchronised" in unsynced.summary
+    assert unsynced.runbook == "time-sync"
+    none = _time_result("Timezone=UTC\nCanNTP=no\nNTP=no\nNTPSynchronized=no\n")
+    assert none.status == Status.WARNING and "no time synchronisation daemon runs on ctl1" in none.summary
+    assert "NTP=no" in none.summary
