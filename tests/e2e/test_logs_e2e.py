@@ -81,8 +81,7 @@ def test_rabbitmq_outage_errors_are_found_and_grouped(testbed_faults, logs_confi
             break
     assert found, f"no AMQP errors in {compute_log} within 60 s of stopping RabbitMQ"
     g = found[0]
-    assert g["exception"] in ("ConnectionRefusedError", "ConnectionResetError", "amqp.exceptions.RecoverableConnectionError",
-                              "OSError", "ConnectionError", "kombu.exceptions.OperationalError")
+    assert g["exception"] and ("Connection" in g["exception"] or "amqp" in g["exception"] or "kombu" in g["exception"]), g
     assert "<ip>" in g["normalized"] and "127.0.0.1" not in g["normalized"]
     assert any(s.startswith("nova-") for s in g["services"]) and sum(g["hosts"].values()) == g["count"]
     assert g["first_seen"] >= datetime.utcfromtimestamp(started).isoformat()[:19]
