@@ -146,7 +146,7 @@ def split_address(local: str) -> tuple[str, int] | None:
     if not sep or not port.isdigit():
         return None
     addr = addr.strip("[]").split("%", 1)[0]
-    return addr, int(port)
+    return ("::" if addr == "*" else addr), int(port)  # ss shows a dual-stack [::] socket as *
 
 
 def parse_ss_listen(text: str) -> Listeners:

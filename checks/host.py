@@ -240,7 +240,7 @@ def ports(ctx: CheckContext):
                 remediation=_service_remediation(svc, f"Restart {svc.name} and check it binds its port"),
                 details=_service_details(component, svc), metrics={f"ports_missing:{svc.name}": len(missing)})
             continue
-        addrs = sorted({f"{a}:{p}" for a, p in listening.sockets if p in svc.ports})
+        addrs = sorted({f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in listening.sockets if p in svc.ports})
         yield ctx.ok(f"{svc.name}: listening on {', '.join(addrs)}", metrics={f"ports_missing:{svc.name}": 0},
                      details=_service_details(component, svc))
 

@@ -164,7 +164,7 @@ def test_df_posix_fallback_joins_inodes():
 def test_ss_listeners_all_address_forms():
     listeners = parse_ss_listen(SS)
     assert {3306, 5000, 2024, 4369, 53, 22, 33913} == listeners.ports
-    assert ("::1", 4369) in listeners.sockets and ("127.0.0.53", 53) in listeners.sockets and ("*", 22) in listeners.sockets
+    assert ("::1", 4369) in listeners.sockets and ("127.0.0.53", 53) in listeners.sockets and ("::", 22) in listeners.sockets
 
 
 def test_ps_drops_kernel_threads_and_tokenises_daemons():
