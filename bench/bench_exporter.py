@@ -80,6 +80,35 @@ def scrape_times(port: int, n: int, gzip_ok: bool) -> tuple[list[float], int]:
     return times, size
 
 
+def exporter_process(results: list[Result], interval: float, n: int, conn) -> None:
+    """The serving process: an isolated Exporter (its collectors in a child), its HTTP server, and answers."""
+    exp = Exporter(sources(openstack.CloudClient("bench", 60), results, interval=interval), isolate=True)
+    exp.start()
+    t0 = time.perf_counter()
+    while len(exp.cache.states()) < len(exp.refresher.sources) or not all(s.runs for s in exp.cache.states()):
+        if time.perf_counter() - t0 > 600:
+            raise SystemExit("the collector process did not fill the cache in 600 s")
+        time.sleep(0.2)
+    filled = time.perf_counter() - t0
+    cpu = []
+    for _ in range(n):  # the serving path alone (no HTTP, no scheduling): its CPU cost
+        c0 = time.thread_time()
+        exp.scrape_chunks(True)
+        cpu.append(time.thread_time() - c0)
+    server = exp.serve("127.0.0.1", 0)
+    conn.send((server.server_address[1], filled, cpu))
+    while True:
+        cmd = conn.recv()
+        if cmd == "runs":
+            conn.send(sum(s.runs for s in exp.cache.states()))
+        elif cmd == "failed":
+            conn.send([f"{s.name}: {s.last_error}" for s in exp.cache.states() if not s.up])
+        else:
+            break
+    exp.stop()
+    server.shutdown()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hypervisors", type=int, default=2000)
@@ -121,36 +150,32 @@ def main() -> int:
     per_collector = {s.name: s.last_duration for s in sync.cache.states()}
     print("  per collector (s): " + ", ".join(f"{k} {v:.2f}" for k, v in per_collector.items()))
 
-    # the exporter as `opsctl exporter` runs it: collectors in their own process, scrapes over HTTP
+    # the exporter as `opsctl exporter` runs it, in its own process (as Prometheus is in another):
+    # the serving process, which forks its collector process; this process only scrapes over HTTP
     del sync, body
+    import multiprocessing
+
+    mp = multiprocessing.get_context("fork")
     report = {}
     for phase, interval in (("idle", 3600.0), ("refreshing", args.refresh_interval)):
-        exp = Exporter(sources(openstack.CloudClient("bench", 60), results, interval=interval), isolate=True)
-        exp.start()
-        t0 = time.perf_counter()
-        while len(exp.cache.states()) < len(exp.refresher.sources) or not all(s.runs for s in exp.cache.states()):
-            if time.perf_counter() - t0 > 600:
-                raise SystemExit("the collector process did not fill the cache in 600 s")
-            time.sleep(0.2)
-        filled = time.perf_counter() - t0
-        server = exp.serve("127.0.0.1", 0)
-        port = server.server_address[1]
-        scrape_times(port, 20, True)  # warm up
-        cpu = []
-        for _ in range(args.scrapes):  # the serving path alone (no HTTP, no scheduling): its CPU cost
-            c0 = time.thread_time()
-            exp.scrape_chunks(True)
-            cpu.append(time.thread_time() - c0)
+        here, there = mp.Pipe()
+        proc = mp.Process(target=exporter_process, args=(results, interval, args.scrapes, there))
+        proc.start()
+        port, filled, cpu = here.recv()
         report[f"{phase}, in-process"] = (cpu, 0)
-        runs_before = sum(s.runs for s in exp.cache.states())
+        scrape_times(port, 20, True)  # warm up
+        here.send("runs")
+        runs_before = here.recv()
         for label, gz in (("gzip", True), ("plain", False)):
             report[f"{phase}, {label}"] = scrape_times(port, args.scrapes, gz)
-        runs = sum(s.runs for s in exp.cache.states()) - runs_before
-        failed = [f"{s.name}: {s.last_error}" for s in exp.cache.states() if not s.up]
+        here.send("runs")
+        runs = here.recv() - runs_before
+        here.send("failed")
+        failed = here.recv()
+        here.send("stop")
+        proc.join(30)
         print(f"{phase}: cache filled by the collector process in {filled:.1f}s; {runs} collector runs during the "
               f"scrapes; failed collectors: {failed or 'none'}")
-        exp.stop()
-        server.shutdown()
     replay.terminate()
     replay.wait(10)
 
@@ -158,10 +183,14 @@ def main() -> int:
     worst_p99 = 0.0
     for label, (times, size) in report.items():
         p50, p99 = percentile(times, 50), percentile(times, 99)
-        worst_p99 = max(worst_p99, p99)
-        print(f"  {label:17s} p50 {p50 * 1000:7.2f} ms  p99 {p99 * 1000:7.2f} ms  mean {statistics.mean(times) * 1000:7.2f} ms"
+        if "in-process" not in label:
+            worst_p99 = max(worst_p99, p99)
+        print(f"  {label:22s} p50 {p50 * 1000:7.2f} ms  p99 {p99 * 1000:7.2f} ms  mean {statistics.mean(times) * 1000:7.2f} ms"
               f"  body {size / 1e6:.2f} MB  ratio sync/p99 {sync_seconds / p99:8.1f}x")
     verdict = "PASS" if worst_p99 < 0.050 else "FAIL"
+    if verdict == "FAIL" and os.getloadavg()[0] > 2 * (os.cpu_count() or 1):
+        print(f"note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: tail latency here is the "
+              "wait for a CPU; the serving path's own cost is the in-process line")
     print(f"target: p99 < 50 ms -> worst p99 {worst_p99 * 1000:.2f} ms: {verdict}; "
           f"one synchronous collection is {sync_seconds / worst_p99:.0f}x the worst p99 scrape")
     return 0 if verdict == "PASS" else 1
