@@ -66,6 +66,29 @@ def _kill(proc: subprocess.Popen | None, grace: float = 10) -> None:
         proc.wait(5)
 
 
+def _kill_group(proc: subprocess.Popen | None, grace: float = 10) -> None:
+    """Stop a process started with start_new_session=True and everything it spawned."""
+    if proc is None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # the leader is gone; give its children the same grace
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
 # ---------------------------------------------------------------------------------------- MariaDB
 @dataclass
 class MariaDB:
@@ -420,36 +443,36 @@ class Memcached:
 # ---------------------------------------------------------------------------------------- ES API
 @dataclass
 class ElasticsearchAPI:
-    """noida-db serving the Elasticsearch 8 REST API on loopback (real ES cannot be installed here)."""
+    """noida-db serving the Elasticsearch 8 REST API on loopback (real ES cannot be installed here).
+
+    `noida-db` is a Python wrapper that runs the server binary as a child: it is started in its own
+    session and stopped as a process group, so no server outlives the fixture.
+    """
 
     base: Path
     url: str = ""
     proc: subprocess.Popen | None = None
 
-    def start(self) -> "ElasticsearchAPI":
-        self.base.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+    def _spawn(self, port: int) -> None:
         self.proc = subprocess.Popen(
             ["noida-db", "start", "--data-dir", str(self.base / "data"), "--host", "127.0.0.1", "--only", "elasticsearch",
              "--elasticsearch-port", str(port)],
-            stdout=open(self.base / "noida.log", "ab"), stderr=subprocess.STDOUT,
+            stdout=open(self.base / "noida.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{port}"
         wait_for(lambda: port_open("127.0.0.1", port), 30, "noida-db elasticsearch API")
+
+    def start(self) -> "ElasticsearchAPI":
+        self.base.mkdir(parents=True, exist_ok=True)
+        self._spawn(free_port())
         return self
 
     def stop(self) -> None:
-        _kill(self.proc)
+        _kill_group(self.proc)
 
     def restart(self) -> None:
         self.stop()
-        port = int(self.url.rsplit(":", 1)[1])
-        self.proc = subprocess.Popen(
-            ["noida-db", "start", "--data-dir", str(self.base / "data"), "--host", "127.0.0.1", "--only", "elasticsearch",
-             "--elasticsearch-port", str(port)],
-            stdout=open(self.base / "noida.log", "ab"), stderr=subprocess.STDOUT,
-        )
-        wait_for(lambda: port_open("127.0.0.1", port), 30, "noida-db elasticsearch API")
+        self._spawn(int(self.url.rsplit(":", 1)[1]))
 
     def cleanup(self) -> None:
         self.stop()
