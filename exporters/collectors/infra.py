@@ -1,16 +1,12 @@
 """Infrastructure collectors: MariaDB/Galera state (config `database`) and RabbitMQ queues (config `rabbitmq`).
 
-The database is reached with the mysql check module's bounded connection helper; RabbitMQ through its
-management API when `rabbitmq.management_url` is set, else `rabbitmqctl` (argv prefix from config).
+Both reuse the check modules' bounded helpers: `checks.mysql.connect`/`query_pairs` for the database,
+`checks.rabbitmq.list_queues`/`cluster_state` for RabbitMQ (management API when
+`rabbitmq.management_url` is set, else `rabbitmqctl` with the configured argv prefix).
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import subprocess
-import urllib.error
-import urllib.request
 from typing import Any, Mapping
 
 from opsctl.config import DatabaseSection, RabbitSection
@@ -78,73 +74,37 @@ def collect_galera(cfg: DatabaseSection) -> list:
 
 
 # ------------------------------------------------------------------------------------------------ rabbitmq
-def _management_queues(cfg: RabbitSection) -> list[dict[str, Any]]:
-    url = cfg.management_url.rstrip("/") + "/api/queues?columns=name,vhost,messages,messages_ready," \
-                                           "messages_unacknowledged,consumers"
-    req = urllib.request.Request(url)
-    password = cfg.password.resolve("rabbitmq.password") if cfg.password else "guest"
-    req.add_header("Authorization", "Basic " + base64.b64encode(f"{cfg.user}:{password}".encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=cfg.timeout) as resp:  # noqa: S310 - configured URL
-            return json.load(resp)
-    except urllib.error.HTTPError as exc:
-        raise CollectorError(f"RabbitMQ management API: HTTP {exc.code}") from None
-    except (OSError, ValueError) as exc:
-        raise CollectorError(f"RabbitMQ management API unreachable: {type(exc).__name__}: {mask(str(exc))}") from None
-
-
-def _ctl_json(cfg: RabbitSection, args: list[str]) -> Any:
-    argv = [*cfg.rabbitmqctl, *args]
-    try:
-        out = subprocess.run(argv, capture_output=True, timeout=cfg.timeout, check=False)
-    except FileNotFoundError:
-        raise CollectorError(f"{cfg.rabbitmqctl[0]} not found", ) from None
-    except subprocess.TimeoutExpired:
-        raise CollectorError(f"rabbitmqctl timed out after {cfg.timeout:g}s") from None
-    if out.returncode != 0:
-        last = (out.stderr or out.stdout).decode(errors="replace").strip().splitlines()
-        raise CollectorError(f"rabbitmqctl {args[0]} failed (rc {out.returncode}): {mask(last[-1] if last else '')}")
-    text = out.stdout.decode(errors="replace").strip()
-    return json.loads(text) if text else []
-
-
-def _ctl_queues(cfg: RabbitSection) -> list[dict[str, Any]]:
-    vhosts = [v["name"] for v in _ctl_json(cfg, ["list_vhosts", "-q", "--formatter", "json", "name"])]
-    queues = []
-    for vhost in vhosts:
-        for q in _ctl_json(cfg, ["list_queues", "-q", "--formatter", "json", "-p", vhost, "name", "messages",
-                                 "messages_ready", "messages_unacknowledged", "consumers"]):
-            queues.append({**q, "vhost": vhost})
-    return queues
-
-
-def rabbitmq_families(queues: list[dict[str, Any]]) -> list:
+def rabbitmq_families(queues: list[Any], state: Any | None = None) -> list:
+    """Queue depth and consumers per queue (checks.rabbitmq.Queue), node/alarm/partition state if known."""
     fam = Families()
     fam.gauge("opsctl_rabbitmq_up", "1 if RabbitMQ answered", value=1)
     fam.gauge("opsctl_rabbitmq_queues", "Queues on the broker", value=len(queues))
     total = 0.0
     for q in queues:
-        labels = {"vhost": q.get("vhost"), "queue": q.get("name")}
-        messages = float(q.get("messages") or 0)
-        total += messages
-        fam.gauge("opsctl_rabbitmq_queue_messages", "Messages in the queue (ready + unacknowledged)", labels, messages)
-        fam.gauge("opsctl_rabbitmq_queue_messages_ready", "Messages ready for delivery", labels,
-                  float(q.get("messages_ready") or 0))
-        fam.gauge("opsctl_rabbitmq_queue_messages_unacked", "Messages delivered, not yet acknowledged", labels,
-                  float(q.get("messages_unacknowledged") or 0))
-        fam.gauge("opsctl_rabbitmq_queue_consumers", "Consumers of the queue", labels, float(q.get("consumers") or 0))
+        labels = {"vhost": q.vhost, "queue": q.name}
+        total += q.messages
+        fam.gauge("opsctl_rabbitmq_queue_messages", "Messages in the queue (ready + unacknowledged)", labels, q.messages)
+        fam.gauge("opsctl_rabbitmq_queue_consumers", "Consumers of the queue", labels, q.consumers)
     fam.gauge("opsctl_rabbitmq_messages", "Messages in all queues", value=total)
+    if state is not None:
+        fam.gauge("opsctl_rabbitmq_nodes_running", "Cluster nodes running", value=len(state.running_nodes))
+        fam.gauge("opsctl_rabbitmq_nodes_known", "Cluster nodes configured", value=len(state.known_nodes))
+        fam.gauge("opsctl_rabbitmq_alarms", "Resource alarms in effect (memory, disk)", value=len(state.alarms))
+        fam.gauge("opsctl_rabbitmq_partitioned_nodes", "Nodes reporting a network partition", value=len(state.partitions))
     return fam.families()
 
 
 def collect_rabbitmq(cfg: RabbitSection) -> list:
+    from opsctl.checks.rabbitmq import cluster_state, list_queues  # the rabbitmq checks' bounded helpers
+
     try:
-        queues = _management_queues(cfg) if cfg.management_url else _ctl_queues(cfg)
-    except CollectorError as exc:
+        queues = list_queues(cfg)
+        state = cluster_state(cfg)
+    except Exception as exc:  # noqa: BLE001 - UnavailableError/OpsctlError or a parse failure
         down = Families()
         down.gauge("opsctl_rabbitmq_up", "1 if RabbitMQ answered", value=0)
-        raise CollectorError(str(exc), down.families()) from None
-    return rabbitmq_families(queues)
+        raise CollectorError(mask(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"), down.families()) from None
+    return rabbitmq_families(queues, state)
 
 
 def sources(ctx: ExporterContext) -> list[Source]:

@@ -119,9 +119,13 @@ def test_galera_states():
 
 
 def test_rabbitmq_queue_families():
-    fams = rabbitmq_families([{"vhost": "/", "name": "conductor", "messages": 5000, "messages_ready": 4990,
-                               "messages_unacknowledged": 10, "consumers": 0}])
+    from opsctl.checks.rabbitmq import ClusterState, Queue
+
+    state = ClusterState("rabbit@a", ["rabbit@a"], ["rabbit@a", "rabbit@b"], ["memory alarm on rabbit@a"])
+    fams = rabbitmq_families([Queue("/", "conductor", 5000, 0)], state)
     s = samples(fams)
+    assert s[("opsctl_rabbitmq_nodes_running", ())] == 1 and s[("opsctl_rabbitmq_nodes_known", ())] == 2
+    assert s[("opsctl_rabbitmq_alarms", ())] == 1
     assert s[("opsctl_rabbitmq_queue_messages", (("queue", "conductor"), ("vhost", "/")))] == 5000
     assert s[("opsctl_rabbitmq_messages", ())] == 5000
     lint(exposition(fams))
