@@ -15,11 +15,16 @@ def label_value(value: object) -> str:
 
 
 class Families:
-    """Collects gauges/counters by name so a collector writes `fam.gauge(name, help, labels, values, v)`."""
+    """Collects gauges/counters by name so a collector writes `fam.gauge(name, help, labels, value)`.
+
+    A label set given twice keeps the last value: a duplicate series (e.g. two services with the same host
+    and binary in two cells) would make Prometheus reject the whole scrape.
+    """
 
     def __init__(self, base_labels: dict[str, str] | None = None):
         self.base = dict(base_labels or {})
         self._families: dict[str, Metric] = {}
+        self._values: dict[str, dict[tuple[str, ...], float]] = {}
 
     def _get(self, cls: type, name: str, doc: str, labels: Sequence[str]) -> Metric:
         fam = self._families.get(name)
@@ -27,15 +32,17 @@ class Families:
             fam = self._families[name] = cls(name, doc, labels=[*self.base, *labels])
         return fam
 
-    def gauge(self, name: str, doc: str, labels: dict[str, object] | None = None, value: float = 0.0) -> None:
+    def _set(self, cls: type, name: str, doc: str, labels: dict[str, object] | None, value: float) -> None:
         labels = labels or {}
-        fam = self._get(GaugeMetricFamily, name, doc, list(labels))
-        fam.add_metric([*self.base.values(), *(label_value(v) for v in labels.values())], float(value))
+        self._get(cls, name, doc, list(labels))
+        key = (*self.base.values(), *(label_value(v) for v in labels.values()))
+        self._values.setdefault(name, {})[key] = float(value)
+
+    def gauge(self, name: str, doc: str, labels: dict[str, object] | None = None, value: float = 0.0) -> None:
+        self._set(GaugeMetricFamily, name, doc, labels, value)
 
     def counter(self, name: str, doc: str, labels: dict[str, object] | None = None, value: float = 0.0) -> None:
-        labels = labels or {}
-        fam = self._get(CounterMetricFamily, name, doc, list(labels))
-        fam.add_metric([*self.base.values(), *(label_value(v) for v in labels.values())], float(value))
+        self._set(CounterMetricFamily, name, doc, labels, value)
 
     def histogram(self, name: str, doc: str, labels: dict[str, object], buckets: Iterable[tuple[str, float]],
                   sum_value: float) -> None:
@@ -47,4 +54,10 @@ class Families:
         self._get(GaugeMetricFamily, name, doc, list(labels))
 
     def families(self) -> list[Metric]:
-        return [f for f in self._families.values() if f.samples]
+        out = []
+        for name, fam in self._families.items():
+            for key, value in self._values.pop(name, {}).items():
+                fam.add_metric(list(key), value)
+            if fam.samples:
+                out.append(fam)
+        return out

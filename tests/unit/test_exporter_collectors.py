@@ -208,3 +208,14 @@ def test_dashboard_is_grafana_json_using_exported_metrics():
     names = {n for e in exprs for n in re.findall(r"\b((?:openstack|opsctl)_[a-z0-9_]+)", e)}
     assert {"openstack_nova_agent_state", "opsctl_openstack_api_request_duration_seconds_bucket",
             "opsctl_backup_last_success_timestamp_seconds"} <= names
+
+
+def test_a_duplicate_label_set_keeps_one_sample():
+    from opsctl.exporters.collectors._families import Families
+
+    fam = Families({"cloud": "c"})
+    for value in (1, 0):  # e.g. the same host and binary reported by two cells
+        fam.gauge("openstack_nova_agent_state", "state", {"hostname": "h", "service": "nova-compute"}, value)
+    fams = fam.families()
+    assert len(fams[0].samples) == 1 and fams[0].samples[0].value == 0
+    lint(exposition(fams))
