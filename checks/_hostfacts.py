@@ -64,6 +64,15 @@ def _run(ctx: CheckContext, argv: list[str], ok_rcs: tuple[int, ...] = (0,)) -> 
     return res.stdout
 
 
+# ------------------------------------------------------------------------------------ files
+def path_exists(ctx: CheckContext, path: str) -> bool:
+    return cached(ctx.host, f"exists:{path}", lambda: ctx.host.exists(path))
+
+
+def glob(ctx: CheckContext, pattern: str) -> list[str]:
+    return cached(ctx.host, f"glob:{pattern}", lambda: ctx.host.glob(pattern))
+
+
 # ------------------------------------------------------------------------------------ basics
 def meminfo(ctx: CheckContext) -> dict[str, int]:
     return cached(ctx.host, "meminfo", lambda: parse_meminfo(_read_proc(ctx, "/proc/meminfo")))

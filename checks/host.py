@@ -40,14 +40,42 @@ def service_runbook(service: str) -> str:
 
 
 def expected_services(ctx: CheckContext) -> list[tuple[Component, Service]]:
-    """Catalog services whose roles intersect this host's roles, minus `skip_services` patterns."""
+    """Services this host must run: catalog services for its roles, of components deployed on it.
+
+    A component is deployed on a host where one of its processes runs or one of its config dirs
+    exists; an optional service (e.g. nova-novncproxy, the Neutron agents of one ML2 driver) is
+    expected only where it runs or has run (its log files exist). Services the operator lists under
+    `components:` in the config are always expected; `skip_services` patterns drop services.
+    """
     skip = list(ctx.thresholds.get("skip_services") or ())
     found = []
     for component in ctx.catalog.values():
-        for svc in component.services_for(ctx.roles):
-            if not any(fnmatch.fnmatchcase(svc.name, p) for p in skip):
-                found.append((component, svc))
+        candidates = [s for s in component.services_for(ctx.roles) if not any(fnmatch.fnmatchcase(s.name, p) for p in skip)]
+        if not candidates:
+            continue
+        pinned = _configured_services(ctx, component)
+        if not pinned and not _deployed(ctx, component):
+            continue
+        found.extend((component, s) for s in candidates if s.name in pinned or not s.optional or _has_run(ctx, s))
     return found
+
+
+def _configured_services(ctx: CheckContext, component: Component) -> set[str]:
+    override = ctx.config.components.get(component.name)
+    return set(override.services) if override else set()
+
+
+def _deployed(ctx: CheckContext, component: Component) -> bool:
+    procs = facts.processes(ctx)
+    if any(_matching(procs, s) for s in component.services):
+        return True
+    return any(facts.path_exists(ctx, d) for d in component.config_dirs)
+
+
+def _has_run(ctx: CheckContext, svc: Service) -> bool:
+    if _matching(facts.processes(ctx), svc):
+        return True
+    return any(facts.glob(ctx, pattern) for pattern in svc.logs)
 
 
 def _service_remediation(svc: Service, what: str) -> str:

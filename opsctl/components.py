@@ -25,6 +25,7 @@ class Service:
     logs: tuple[str, ...] = ()  # glob patterns
     nofile_min: int = 0  # minimum open files limit expected for the daemon (0: not checked)
     restart: tuple[str, ...] = ()  # argv that restarts it; empty: `systemctl restart <first unit>`
+    optional: bool = False  # not in every deployment: expected only where it runs or has run (its logs exist)
 
     def restart_argv(self) -> tuple[str, ...]:
         if self.restart:
@@ -85,7 +86,7 @@ CATALOG: dict[str, Component] = {
                 Service("nova-scheduler", C, ("nova-scheduler",), ("nova-scheduler", "openstack-nova-scheduler"), (),
                         _logs("nova", "nova-scheduler*.log")),
                 Service("nova-novncproxy", C, ("nova-novncproxy",), ("nova-novncproxy", "openstack-nova-novncproxy"), (6080,),
-                        _logs("nova", "nova-novncproxy*.log")),
+                        _logs("nova", "nova-novncproxy*.log"), optional=True),
                 Service("nova-compute", CP, ("nova-compute",), ("nova-compute", "openstack-nova-compute"), (),
                         _logs("nova", "nova-compute*.log"), nofile_min=4096),
             ),
@@ -101,16 +102,16 @@ CATALOG: dict[str, Component] = {
                 Service("neutron-server", C, ("neutron-server", "neutron-api", "neutron_api"), ("neutron-server", "neutron-api"), (9696,),
                         _logs("neutron", "neutron-server*.log", "neutron-api*.log"), nofile_min=4096),
                 Service("neutron-rpc-server", C, ("neutron-rpc-server",), ("neutron-rpc-server",), (),
-                        _logs("neutron", "neutron-rpc-server*.log")),
+                        _logs("neutron", "neutron-rpc-server*.log"), optional=True),
                 Service("neutron-openvswitch-agent", N + CP, ("neutron-openvswitch-agent",),
                         ("neutron-openvswitch-agent", "neutron-plugin-openvswitch-agent"), (),
-                        _logs("neutron", "neutron-openvswitch-agent*.log")),
+                        _logs("neutron", "neutron-openvswitch-agent*.log"), optional=True),
                 Service("neutron-dhcp-agent", N, ("neutron-dhcp-agent",), ("neutron-dhcp-agent",), (),
-                        _logs("neutron", "neutron-dhcp-agent*.log")),
+                        _logs("neutron", "neutron-dhcp-agent*.log"), optional=True),
                 Service("neutron-l3-agent", N, ("neutron-l3-agent",), ("neutron-l3-agent",), (),
-                        _logs("neutron", "neutron-l3-agent*.log")),
+                        _logs("neutron", "neutron-l3-agent*.log"), optional=True),
                 Service("neutron-metadata-agent", N, ("neutron-metadata-agent",), ("neutron-metadata-agent",), (),
-                        _logs("neutron", "neutron-metadata-agent*.log")),
+                        _logs("neutron", "neutron-metadata-agent*.log"), optional=True),
             ),
             config_dirs=("/etc/neutron",),
             state_dirs=("/var/lib/neutron",),
@@ -140,7 +141,7 @@ CATALOG: dict[str, Component] = {
                 Service("cinder-volume", S, ("cinder-volume",), ("cinder-volume", "openstack-cinder-volume"), (),
                         _logs("cinder", "cinder-volume*.log"), nofile_min=4096),
                 Service("cinder-backup", S, ("cinder-backup",), ("cinder-backup", "openstack-cinder-backup"), (),
-                        _logs("cinder", "cinder-backup*.log")),
+                        _logs("cinder", "cinder-backup*.log"), optional=True),
             ),
             config_dirs=("/etc/cinder",),
             state_dirs=("/var/lib/cinder",),
@@ -199,14 +200,14 @@ CATALOG: dict[str, Component] = {
         Component(
             "memcached",
             (Service("memcached", C, ("memcached",), ("memcached",), (11211,), ()),),
-            config_dirs=(),
+            config_dirs=("/etc/memcached.conf",),
         ),
     ]
 }
 
 
 _TUPLE_FIELDS = {f.name for f in fields(Component) if f.name not in ("name", "services", "api_service_type")}
-_SERVICE_TUPLE_FIELDS = {f.name for f in fields(Service) if f.name not in ("name", "nofile_min")}
+_SERVICE_TUPLE_FIELDS = {f.name for f in fields(Service) if f.name not in ("name", "nofile_min", "optional")}
 
 
 def find_service(catalog: Mapping[str, Component], name: str) -> tuple[Component, Service] | None:

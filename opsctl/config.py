@@ -140,6 +140,7 @@ class ComponentService(Strict):
     logs: list[str] | None = None
     nofile_min: int | None = None
     restart: list[str] | None = None  # argv, e.g. [docker, restart, nova_compute]
+    optional: bool | None = None
 
 
 class ComponentOverride(Strict):

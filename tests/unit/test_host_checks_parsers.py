@@ -1,6 +1,7 @@
 """Parsers of the host checks, fed with output captured on real machines (this test box, the sshd netns
 hosts, chronyd 4.3 in a network namespace), and the catalog logic that decides what a host must run."""
 
+import fnmatch
 import math
 
 import pytest
@@ -13,7 +14,7 @@ from opsctl.checks._hostparse import (
 from opsctl.checks.host import expected_services, service_runbook
 from opsctl.checkdef import CheckContext
 from opsctl.components import CATALOG, apply_overrides
-from opsctl.config import Config
+from opsctl.config import Config, parse
 from opsctl.inventory import HostSpec
 
 MEMINFO = """MemTotal:       24684084 kB
@@ -225,23 +226,48 @@ def test_service_runbooks_are_the_shared_ids(service, runbook):
     assert service_runbook(service) == runbook
 
 
-def _ctx(roles, catalog=CATALOG, thresholds=None):
+def _ctx(roles, catalog=CATALOG, thresholds=None, config=None):
     from opsctl.checks.host import processes
 
-    return CheckContext(processes, "h1", Config(), catalog, thresholds or {"skip_services": []},
+    return CheckContext(processes, "h1", config or Config(), catalog, thresholds or {"skip_services": []},
                         spec=HostSpec("h1", frozenset(roles)))
 
 
-def test_expected_services_follow_roles_overrides_and_skips():
+def _host_facts(monkeypatch, *, dirs=(), running=(), logs=()):
+    """What the host shows: existing config dirs, running process names, existing log files."""
+    from opsctl.checks import _hostfacts as facts
+
+    procs = [Proc(100 + i, 1, name, name) for i, name in enumerate(running)]
+    monkeypatch.setattr(facts, "processes", lambda ctx: procs)
+    monkeypatch.setattr(facts, "path_exists", lambda ctx, path: path in dirs)
+    monkeypatch.setattr(facts, "glob", lambda ctx, pattern: [f for f in logs if fnmatch.fnmatchcase(f, pattern)])
+
+
+def test_expected_services_follow_roles_overrides_and_skips(monkeypatch):
+    _host_facts(monkeypatch, dirs={"/etc/nova", "/etc/neutron", "/etc/swift"},
+                logs={"/var/log/neutron/neutron-openvswitch-agent.log"})
     compute = {s.name for _, s in expected_services(_ctx({"compute"}))}
     assert compute == {"nova-compute", "neutron-openvswitch-agent"}
     assert expected_services(_ctx(set())) == []  # a role-less host expects nothing
     catalog = apply_overrides(CATALOG, {"neutron": {"services": {"neutron-openvswitch-agent": {"roles": ["network"]}}},
                                         "site": {"services": {"site-agent": {"roles": ["compute"], "processes": ["site-agent"]}}}})
-    assert {s.name for _, s in expected_services(_ctx({"compute"}, catalog))} == {"nova-compute", "site-agent"}
+    config = parse({"components": {"site": {"services": {"site-agent": {"roles": ["compute"], "processes": ["site-agent"]}}}}})
+    assert {s.name for _, s in expected_services(_ctx({"compute"}, catalog, config=config))} == {"nova-compute", "site-agent"}
     skipped = expected_services(_ctx({"controller"}, thresholds={"skip_services": ["swift-*", "nova-novncproxy"]}))
     names = {s.name for _, s in skipped}
     assert "nova-api" in names and not any(n.startswith("swift-") for n in names) and "nova-novncproxy" not in names
+
+
+def test_only_deployed_components_and_optional_services_that_ran_are_expected(monkeypatch):
+    # a controller with nova installed, keystone running, no swift, no glance; novncproxy never ran
+    _host_facts(monkeypatch, dirs={"/etc/nova"}, running=("keystone",))
+    names = {s.name for _, s in expected_services(_ctx({"controller"}))}
+    assert {"nova-api", "nova-conductor", "nova-scheduler", "keystone"} <= names
+    assert not any(n.startswith(("swift-", "glance", "cinder")) for n in names)
+    assert "nova-novncproxy" not in names
+    # once novncproxy has run here (its log exists), its absence is a failure
+    _host_facts(monkeypatch, dirs={"/etc/nova"}, logs={"/var/log/nova/nova-novncproxy.log"})
+    assert "nova-novncproxy" in {s.name for _, s in expected_services(_ctx({"controller"}))}
 
 
 def test_proc_tokens_include_cleaned_name():
