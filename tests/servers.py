@@ -324,6 +324,8 @@ class SSHHosts:
         _ip("link", "set", veth, "master", BRIDGE)
         _ip("link", "set", veth, "up")
         _ip("addr", "add", f"{spec.address}/24", "dev", "eth0", netns=spec.netns)
+        # a host re-created on the same address has a new MAC: forget the old neighbour entry
+        _ip("neigh", "flush", "to", spec.address, check=False)
         _ip("link", "set", "eth0", "up", netns=spec.netns)
         _ip("link", "set", "lo", "up", netns=spec.netns)
 
