@@ -127,8 +127,10 @@ class MariaDB:
         )
         wait_for(lambda: os.path.exists(self.socket) and port_open("127.0.0.1", self.port), 60, "mariadbd")
         if fresh:
+            # mariadb-install-db creates root@localhost and root@127.0.0.1 without a password
             self.sql(f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{self.password}'; "
                      f"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{self.password}'; "
+                     f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{self.password}'; "
                      "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;", password="")
         return self
 
