@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import importlib
 import glob as globmod
 import os
 import posixpath
@@ -22,11 +23,29 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Protocol, Sequence
 
-import paramiko
 
 from opsctl.errors import OpsctlError, UnavailableError
 
 DEFAULT_TIMEOUT = 30.0
+
+
+class _Lazy:
+    """A module imported on first attribute access (paramiko costs ~0.1 s of start-up otherwise)."""
+
+    def __init__(self, name: str):
+        self._name = name
+        self._module = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            with self._lock:
+                if self._module is None:
+                    self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+paramiko = _Lazy("paramiko")
 
 
 class HostError(UnavailableError):
