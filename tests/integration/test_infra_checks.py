@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -238,3 +239,36 @@ def test_cli_json_for_infra_checks(db, memcached, tmp_path, monkeypatch):
     by = {(r["check"], r["status"]) for r in doc["results"]}
     assert ("mysql.reachable", "OK") in by and ("memcached.stats", "CRITICAL") in by and ("memcached.stats", "OK") in by
     assert MON_PASSWORD not in out.stdout + out.stderr
+
+
+# ------------------------------------------------------------------------------------ Galera (real, one node)
+@pytest.fixture(scope="module")
+def galera_node():
+    """A real MariaDB Galera node (galera-4 provider), bootstrapped as a one-node Primary component."""
+    if not Path("/usr/lib/galera/libgalera_smm.so").exists():
+        pytest.fail("galera-4 is not installed (tests/run.sh installs it)")
+    gport = servers.free_port()
+    db = servers.MariaDB(servers.tempdir("apichk-galera"), extra_args=(
+        "--wsrep-on=ON", "--wsrep-provider=/usr/lib/galera/libgalera_smm.so", "--wsrep-cluster-address=gcomm://",
+        "--wsrep-new-cluster", "--wsrep-cluster-name=opsctltest", "--wsrep-node-address=127.0.0.1",
+        f"--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:{gport};base_port={gport}",
+        "--binlog-format=ROW", "--innodb-autoinc-lock-mode=2")).start()
+    add_monitor_user(db)
+    yield db
+    db.cleanup()
+
+
+def test_galera_node_synced_and_cluster_size_against_expected(galera_node, monkeypatch):
+    r = run(db_config(galera_node, monkeypatch, galera_expected_size=1), "mysql.galera")[0]["mysql.galera"]
+    assert r.status == Status.OK and "Galera Primary, Synced, size 1/1" in r.summary and r.metrics["primary"] == 1
+    r = run(db_config(galera_node, monkeypatch, galera_expected_size=3), "mysql.galera")[0]["mysql.galera"]
+    assert r.status == Status.CRITICAL and "cluster size 1, expected 3" in r.summary and r.runbook == "galera-not-synced"
+
+
+def test_galera_desynced_node_warns(galera_node, monkeypatch):
+    galera_node.sql("SET GLOBAL wsrep_desync=ON")
+    try:
+        r = run(db_config(galera_node, monkeypatch, galera_expected_size=1), "mysql.galera")[0]["mysql.galera"]
+        assert r.status == Status.WARNING and "Donor/Desynced" in r.summary
+    finally:
+        galera_node.sql("SET GLOBAL wsrep_desync=OFF")

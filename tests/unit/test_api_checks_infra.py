@@ -1,8 +1,9 @@
 """Evaluation logic of the infrastructure checks (MariaDB/Galera, RabbitMQ, memcached).
 
-No Galera cluster or partitioned RabbitMQ cluster can run here, so those states are given as the
-variables/JSON the servers print (names and values as documented by MariaDB Galera and RabbitMQ 3.x);
-the real servers are exercised in tests/integration/test_infra_checks.py.
+No multi-node Galera cluster (lost quorum, missing members) or partitioned RabbitMQ cluster can run here, so
+those states are given as the variables/JSON the servers print (names and values as documented by MariaDB Galera
+and RabbitMQ 3.x); the real servers, including a one-node Galera, are exercised in
+tests/integration/test_infra_checks.py.
 """
 
 from __future__ import annotations
