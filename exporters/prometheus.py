@@ -317,6 +317,7 @@ INDEX = (b"<html><head><title>opsctl exporter</title></head><body><h1>opsctl exp
 def _handler(exporter: Exporter) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             path = self.path.split("?", 1)[0]
