@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import paramiko
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,35 +50,16 @@ REMOTE_COMMANDS = [
 ]
 
 
-class BenchHosts(servers.SSHHosts):
+def bench_hosts(base: Path, names: list[str]) -> servers.SSHHosts:
     """SSHHosts whose sessions get a clean HOME (sshd `SetEnv HOME=`).
 
     This machine's root ~/.bashrc runs `pyenv init`, whose rehash takes a lock: bash sources ~/.bashrc
     for every SSH command, so 30 concurrent sessions queue on that lock (measured: 30 parallel `true`
     take ~3-6 s, one takes 0.2 s). That would time pyenv, not opsctl or ansible; both run on these hosts.
     """
-
-    def _start_sshd(self, spec: servers.SSHHostSpec) -> None:
-        home = self.base / "home"
-        home.mkdir(exist_ok=True)
-        d = self.base / spec.name
-        d.mkdir(exist_ok=True)
-        key = d / "ssh_host_ed25519_key"
-        if not key.exists():
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        spec.host_key = paramiko.Ed25519Key.from_private_key_file(str(key))
-        conf = d / "sshd_config"
-        conf.write_text(
-            f"Port {spec.port}\nListenAddress {spec.address}\nHostKey {key}\nPidFile {d / 'sshd.pid'}\n"
-            f"AuthorizedKeysFile {self.base / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            "Subsystem sftp internal-sftp\nMaxSessions 100\nMaxStartups 200\nLogLevel ERROR\n"
-            f"SetEnv HOME={home}\n"
-        )
-        spec.proc = subprocess.Popen(
-            ["ip", "netns", "exec", spec.netns, "/usr/sbin/sshd", "-D", "-e", "-f", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "ab"),
-        )
+    home = base / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    return servers.SSHHosts(base, names, prefix=PREFIX, first_octet=FIRST_OCTET, sshd_extra=f"SetEnv HOME={home}\n")
 
 
 def opsctl_cli(cfg: Path, *args: str) -> tuple[float, dict]:
@@ -168,7 +148,8 @@ def main() -> None:
     opts = ap.parse_args()
     names = [f"h{i:02d}" for i in range(opts.hosts)]
     base = servers.tempdir("bench-fanout")
-    hosts = (servers.SSHHosts if opts.root_home else BenchHosts)(base / "ssh", names, prefix=PREFIX, first_octet=FIRST_OCTET)
+    hosts = (servers.SSHHosts(base / "ssh", names, prefix=PREFIX, first_octet=FIRST_OCTET) if opts.root_home
+             else bench_hosts(base / "ssh", names))
     for i in range(opts.hosts):  # a previous run's MAC for the same address would blackhole SSH for ~20 s
         subprocess.run(["ip", "neigh", "flush", "to", f"{servers.SUBNET}.{FIRST_OCTET + i}"], capture_output=True)
     try:

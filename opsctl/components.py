@@ -7,7 +7,7 @@ containerised deployments or non-default paths.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 ROLES = ("controller", "compute", "network", "storage")

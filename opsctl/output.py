@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from typing import Iterable, Sequence, TextIO
+from typing import Sequence, TextIO
 
 from rich.console import Console
 from rich.table import Table

@@ -759,7 +759,6 @@ class Engine:
         self._record(StepRecord(step.id, "diagnostic", step.title, spec.name, None, None, text, outcome, "", time.monotonic() - t0))
 
     def _galera_step(self, step: Step) -> None:
-        out = self.ctx.out
         t0 = time.monotonic()
         datadir = str(self.vars.get("mysql_datadir") or "/var/lib/mysql")
         nodes, lines = [], []

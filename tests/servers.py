@@ -194,7 +194,7 @@ class RabbitMQ:
         The bin/ scripts, not the /usr/sbin wrappers, which switch to the rabbitmq user (another cookie).
         """
         return ["env", f"HOME={self.base / 'home'}", f"ERL_EPMD_PORT={self.epmd_port}",
-                f"RABBITMQ_CTL_ERL_ARGS=-kernel inet_dist_use_interface {{127,0,0,1}}",
+                "RABBITMQ_CTL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
                 f"{RABBIT_BIN}/rabbitmqctl", "-n", self.nodename]
 
     @property
@@ -283,6 +283,7 @@ class SSHHosts:
     names: list[str]
     prefix: str = "ops"
     first_octet: int = 10
+    sshd_extra: str = ""  # more sshd_config lines
     hosts: dict[str, SSHHostSpec] = field(default_factory=dict)
 
     @property
@@ -343,7 +344,7 @@ class SSHHosts:
             f"Port {spec.port}\nListenAddress {spec.address}\nHostKey {key}\nPidFile {d / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {self.base / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            "Subsystem sftp internal-sftp\nMaxSessions 100\nMaxStartups 200\nLogLevel ERROR\n"
+            "Subsystem sftp internal-sftp\nMaxSessions 100\nMaxStartups 200\nLogLevel ERROR\n" + self.sshd_extra
         )
         spec.proc = subprocess.Popen(
             ["ip", "netns", "exec", spec.netns, "/usr/sbin/sshd", "-D", "-e", "-f", str(conf)],

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from opsctl.cli.main import main
 
