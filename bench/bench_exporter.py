@@ -178,6 +178,9 @@ def main() -> int:
               f"scrapes; failed collectors: {failed or 'none'}")
     replay.terminate()
     replay.wait(10)
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"scrapes over HTTP ({args.scrapes} each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
     worst_p99 = 0.0
