@@ -160,7 +160,7 @@ def test_a_failing_call_does_not_hide_what_the_other_calls_of_the_service_found(
 
 
 def test_infrastructure_and_backup_metrics(exporter):
-    port, mariadb = exporter[0], exporter[1]
+    port = exporter[0]
     body = scrape(port)
     assert get(body, "opsctl_mysql_up", server="localhost") == 1
     assert get(body, "opsctl_galera_enabled", server="localhost") == 0  # a plain MariaDB

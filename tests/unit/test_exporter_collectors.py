@@ -14,7 +14,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from opsctl.exporters.cache import _One
-from opsctl.exporters.collectors.backup import backup_families, collect_backups
+from opsctl.exporters.collectors.backup import collect_backups
 from opsctl.exporters.collectors.checks import results_families
 from opsctl.exporters.collectors.infra import galera_families, rabbitmq_families
 from opsctl.exporters.prometheus import CollectorError
