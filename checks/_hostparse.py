@@ -6,6 +6,7 @@ Pure functions over captured command output; the same data types come from psuti
 from __future__ import annotations
 
 import math
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -169,6 +170,7 @@ _STRIP = "[](){}:,;'\""
 _TITLE = re.compile(r"^[^\s:]+: .*?\s[\[(](?P<inner>[^\[\]()]+)[\])]\s*$")
 
 
+@functools.lru_cache(maxsize=8192)  # hosts of one deployment run the same command lines
 def command_tokens(args: str, limit: int = 8) -> frozenset[str]:
     """Program-like words of a command line, up to its first option.
 
