@@ -14,6 +14,7 @@ import datetime as dt
 import re
 import shlex
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -394,7 +395,8 @@ def base_variables(book: Runbook, config: Config, catalog: Mapping[str, Componen
     if config.cloud.clouds and "--os-cloud" not in openstack:
         openstack += ["--os-cloud", config.cloud.clouds[0]]
     variables.update(openstack=openstack, rabbitmqctl=list(config.rabbitmq.rabbitmqctl), mysql=list(rb.mysql_cli),
-                     mysql_datadir=rb.mysql_datadir, galera_bootstrap=list(rb.galera_bootstrap))
+                     mysql_datadir=rb.mysql_datadir, galera_bootstrap=list(rb.galera_bootstrap),
+                     opsctl=[sys.executable, "-m", "opsctl"], backup_store=config.backup.store)
     variables.update({k: v for k, v in overrides.items() if k != "service"})
     missing = sorted(k for k, v in variables.items() if v is None)
     if missing:
@@ -806,7 +808,7 @@ class Engine:
             "host": self.target.name,
             "subject": self.vars.get("host"),
             "service": self.vars.get("service"),
-            "vars": {k: v for k, v in self.vars.items() if k not in ("openstack", "rabbitmqctl", "mysql", "galera_bootstrap")},
+            "vars": {k: v for k, v in self.vars.items() if k not in ("openstack", "rabbitmqctl", "mysql", "galera_bootstrap", "opsctl")},
             "dry_run": self.dry_run,
             "yes": self.yes,
             "steps": [r.to_dict() for r in outcome.steps],

@@ -41,6 +41,8 @@ def _global(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     ctx.obj = common.AppState(config_path=config, inventory_path=inventory, debug=debug)
+    if config:  # opsctl commands run by this one (runbook steps, scheduled jobs) use the same file
+        os.environ["OPSCTL_CONFIG"] = config
     common.setup_logging(debug)
 
 

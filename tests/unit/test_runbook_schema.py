@@ -80,7 +80,7 @@ def test_checks_and_runbooks_point_at_each_other(runbooks, checks):
 
 def test_templates_only_use_known_variables(runbooks):
     builtin = {"host", "target", "address", "service", "component", "unit", "restart_argv", "process", "process_regex", "port",
-               "openstack", "rabbitmqctl", "mysql", "mysql_datadir", "galera_bootstrap", "item", "bootstrap_host"}
+               "openstack", "rabbitmqctl", "mysql", "mysql_datadir", "galera_bootstrap", "item", "bootstrap_host", "opsctl", "backup_store"}
     problems = []
     for b in runbooks.values():
         known = builtin | set(b.vars)
