@@ -178,7 +178,7 @@ tests:
       - eval_time: 40h
         alertname: BackupTooOld
         exp_alerts:
-          - exp_labels: {{severity: warning, target: nova/nova, component: nova, type: mysql-dump}}
+          - exp_labels: {{severity: warning, runbook: backup-too-old, target: nova/nova, component: nova, type: mysql-dump}}
             exp_annotations:
               summary: "Newest backup of nova/nova is 1d 16h 0m 0s old"
               description: "No complete backup of nova/nova (mysql-dump) for more than 36 hours: check 'opsctl backup list' and the backup cron job."
