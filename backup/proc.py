@@ -86,13 +86,16 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _argv_with_secret(stack: ExitStack, stage: Stage) -> tuple[list[str], tuple[int, ...]]:
+    """The stage's argv with `{fd}` pointing at a pipe holding its secret, and the fds to pass on."""
+    if stage.secret is None:
+        return list(stage.argv), ()
+    fd = stack.enter_context(secret_fd(stage.secret))
+    return [a.replace("{fd}", f"/dev/fd/{fd}") for a in stage.argv], (fd,)
+
+
 def _spawn(stack: ExitStack, stage: Stage, stdin, stdout, errfile) -> subprocess.Popen:
-    argv = list(stage.argv)
-    fds: tuple[int, ...] = ()
-    if stage.secret is not None:
-        fd = stack.enter_context(secret_fd(stage.secret))
-        argv = [a.replace("{fd}", f"/dev/fd/{fd}") for a in argv]
-        fds = (fd,)
+    argv, fds = _argv_with_secret(stack, stage)
     log.debug("spawn: %s", " ".join(argv))
     try:
         return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=errfile, pass_fds=fds,
@@ -199,12 +202,7 @@ def run_capture(stage: Stage, timeout: float = 3600, cwd: str | None = None) -> 
     """Run one process to completion; stdout as text; a clear error on failure."""
     with ExitStack() as stack:
         err = stack.enter_context(tempfile.TemporaryFile())
-        argv = list(stage.argv)
-        fds: tuple[int, ...] = ()
-        if stage.secret is not None:
-            fd = stack.enter_context(secret_fd(stage.secret))
-            argv = [a.replace("{fd}", f"/dev/fd/{fd}") for a in argv]
-            fds = (fd,)
+        argv, fds = _argv_with_secret(stack, stage)
         log.debug("run: %s", " ".join(argv))
         try:
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, pass_fds=fds, timeout=timeout,
