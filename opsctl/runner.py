@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from opsctl.checkdef import Check, CheckContext
 from opsctl.cloud import CloudAccess
@@ -148,22 +149,22 @@ def default_clouds(config: Config) -> list[CloudAccess]:
     return []
 
 
-def _deployed_here(component: Component) -> bool:
+def _deployed_here(component: Component, running: Callable[[], set[str]]) -> bool:
     """Installed or running on this machine: a config dir exists or one of its processes runs."""
     if any(os.path.exists(d) for d in component.config_dirs):
         return True
-    running = running_process_tokens()
-    return any(running.intersection(s.processes) for s in component.services)
+    return any(running().intersection(s.processes) for s in component.services)
 
 
 def unavailable_needs(config: Config, catalog: Mapping[str, Component]) -> dict[str, str]:
     """Infrastructure needs that are neither configured nor present locally, with the reason."""
+    running = functools.cache(running_process_tokens)  # one process scan per run, and only if needed
     missing = {}
     for need, (section, component) in _NEED_SOURCES.items():
         if section in config.model_fields_set:
             continue
         comp = catalog.get(component)
-        if comp is None or not _deployed_here(comp):
+        if comp is None or not _deployed_here(comp, running):
             missing[need] = f"{component} checks skipped: no `{section}:` section in the config and no {component} on this host"
     return missing
 
