@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from opsctl.backup.mysql import MySQLTarget
-from opsctl.backup.proc import require
+from opsctl.backup.proc import child_env, require
 from opsctl.errors import UnavailableError
 
 
@@ -48,7 +48,7 @@ class ThrowawayMariaDB:
         data.mkdir()
         user = ["--user=root"] if os.geteuid() == 0 else []
         done = subprocess.run([install, "--no-defaults", *user, f"--datadir={data}", "--auth-root-authentication-method=normal",
-                               "--skip-test-db"], capture_output=True, text=True)
+                               "--skip-test-db"], capture_output=True, text=True, env=child_env())
         if done.returncode != 0:
             self.cleanup()
             raise UnavailableError(f"mariadb-install-db failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
@@ -59,7 +59,7 @@ class ThrowawayMariaDB:
              f"--innodb-buffer-pool-size={self.buffer_pool}", "--innodb-flush-log-at-trx-commit=0", "--skip-innodb-doublewrite",
              "--innodb-log-file-size=256M", "--skip-log-bin", "--skip-name-resolve", "--performance-schema=OFF",
              "--max-allowed-packet=1G", *self.extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=child_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -54,7 +54,7 @@ def require(*names: str) -> str:
 def tool_version(argv: Sequence[str]) -> str:
     """First line of `tool --version` (for the manifest); empty when unavailable."""
     try:
-        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=10)
+        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=10, env=child_env())
     except (OSError, subprocess.TimeoutExpired):
         return ""
     text = (out.stdout or out.stderr).strip().splitlines()
