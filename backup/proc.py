@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,23 +125,36 @@ def _check(procs: list[tuple[Stage, subprocess.Popen, tempfile._TemporaryFileWra
     return warnings
 
 
-def stream_to_file(stages: Sequence[Stage], dest: Path, progress: Callable[[int], None] | None = None) -> StreamResult:
-    """Run stages as a pipeline; the last one's stdout goes to `dest` (fsynced), hashed on the way."""
+def stream_to_file(stages: Sequence[Stage], dest: Path, progress: Callable[[int], None] | None = None,
+                   source=None) -> StreamResult:
+    """Run stages as a pipeline; the last one's stdout goes to `dest` (fsynced), hashed on the way.
+
+    `source` (anything with `read(n)`, e.g. a command on another host) feeds the first stage's stdin;
+    with no stages, its bytes go to `dest` as they are."""
     digest = hashlib.sha256()
     size = 0
     procs = []
+    feeder = None
     with ExitStack() as stack:
-        prev = subprocess.DEVNULL
+        prev = subprocess.DEVNULL if source is None else subprocess.PIPE
+        first = None
         for i, stage in enumerate(stages):
             err = stack.enter_context(tempfile.TemporaryFile())
             proc = _spawn(stack, stage, prev, subprocess.PIPE, err)
-            if i > 0:
+            if i == 0:
+                first = proc
+            else:
                 prev.close()  # the child holds it now
             prev = proc.stdout
             procs.append((stage, proc, err))
+        if source is not None and first is not None:
+            feeder = _Feeder(source, first.stdin)
+            reader = prev
+        else:
+            reader = source if source is not None else prev
         try:
             with open(dest, "wb") as out:
-                while chunk := prev.read1(CHUNK) if hasattr(prev, "read1") else prev.read(CHUNK):
+                while chunk := reader.read1(CHUNK) if hasattr(reader, "read1") else reader.read(CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
@@ -148,7 +162,10 @@ def stream_to_file(stages: Sequence[Stage], dest: Path, progress: Callable[[int]
                         progress(len(chunk))
                 out.flush()
                 os.fsync(out.fileno())
-            prev.close()
+            if reader is not source:
+                reader.close()
+            if feeder is not None:
+                feeder.join()
             warnings = _check(procs)
         except BaseException:
             for _, proc, _ in procs:
@@ -159,23 +176,60 @@ def stream_to_file(stages: Sequence[Stage], dest: Path, progress: Callable[[int]
     return StreamResult(size, digest.hexdigest(), warnings)
 
 
-def stream_from_file(src: Path, stages: Sequence[Stage], progress: Callable[[int], None] | None = None) -> list[str]:
-    """Feed `src` into the first stage of a pipeline (e.g. decompress | mariadb); stdout is discarded."""
+class _Feeder(threading.Thread):
+    """Copies a readable source into a pipe; an error in the source is re-raised by `join()`."""
+
+    def __init__(self, source, pipe):
+        super().__init__(daemon=True)
+        self.source, self.pipe, self.error = source, pipe, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            while chunk := self.source.read(CHUNK):
+                self.pipe.write(chunk)
+        except BrokenPipeError:
+            pass  # the reader died: its exit status says why
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller in join()
+            self.error = exc
+        finally:
+            try:
+                self.pipe.close()
+            except BrokenPipeError:
+                pass
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
+
+
+def stream_from_file(src: Path, stages: Sequence[Stage], progress: Callable[[int], None] | None = None,
+                     sink=None) -> list[str]:
+    """Feed `src` into the first stage of a pipeline (e.g. decompress | mariadb). The last stage's stdout
+    is discarded, or written to `sink` (anything with `write(bytes)`, e.g. a command on another host)."""
     procs = []
     with ExitStack() as stack:
         source = stack.enter_context(open(src, "rb"))
+        if not stages:
+            while chunk := source.read(CHUNK):
+                sink.write(chunk)
+                if progress:
+                    progress(len(chunk))
+            return []
         prev = subprocess.PIPE
         first = None
         for i, stage in enumerate(stages):
             err = stack.enter_context(tempfile.TemporaryFile())
             last = i == len(stages) - 1
-            proc = _spawn(stack, stage, prev, subprocess.DEVNULL if last else subprocess.PIPE, err)
+            proc = _spawn(stack, stage, prev, subprocess.PIPE if not last or sink is not None else subprocess.DEVNULL, err)
             if i == 0:
                 first = proc
             else:
                 prev.close()
             prev = proc.stdout
             procs.append((stage, proc, err))
+        drain = _Drain(prev, sink) if sink is not None else None
         try:
             try:
                 while chunk := source.read(CHUNK):
@@ -189,6 +243,8 @@ def stream_from_file(src: Path, stages: Sequence[Stage], progress: Callable[[int
                     first.stdin.close()
                 except BrokenPipeError:
                     pass
+            if drain is not None:
+                drain.join()
             return _check(procs)
         except BaseException:
             for _, proc, _ in procs:
@@ -196,6 +252,31 @@ def stream_from_file(src: Path, stages: Sequence[Stage], progress: Callable[[int
                     proc.kill()
                     proc.wait()
             raise
+
+
+class _Drain(threading.Thread):
+    """Copies a pipe into a writable sink; an error in the sink is re-raised by `join()`."""
+
+    def __init__(self, pipe, sink):
+        super().__init__(daemon=True)
+        self.pipe, self.sink, self.error = pipe, sink, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            while chunk := self.pipe.read1(CHUNK):
+                self.sink.write(chunk)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller in join()
+            self.error = exc
+            while self.pipe.read1(CHUNK):  # keep the pipeline moving so it can end
+                pass
+        finally:
+            self.pipe.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
 
 
 def run_capture(stage: Stage, timeout: float = 3600, cwd: str | None = None) -> str:

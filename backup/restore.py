@@ -28,6 +28,7 @@ class RestoreRequest:
     files: str | None = None  # a file-set name (config, keys, rings...) or "all"
     physical_target: str | None = None  # directory to prepare a mariabackup into
     root: str = "/"  # where file sets are extracted (the catalog paths are relative to it)
+    host: str | None = None  # only file sets archived on this host (each goes back to the host it came from)
     dry_run: bool = False
     yes: bool = False
     keep_previous: bool = True
@@ -57,15 +58,54 @@ def select_items(backup: Backup, req: RestoreRequest) -> list[Item]:
         chosen = [i for i in chosen if i.type == "files" and (req.files == "all" or i.name == req.files)]
     elif req.component is None:
         raise UsageError("say what to restore: --database NAME, --component NAME, --files SET or --physical DIR")
+    if req.host:
+        chosen = [i for i in chosen if i.type != "files" or _origin(i) == req.host]
     if not chosen:
         raise UsageError(f"backup {backup.id} holds nothing matching that selection",
                          hint="see 'opsctl backup list --verbose'")
     return chosen
 
 
-def restore(config, req: RestoreRequest, confirm: Callable[[str], bool], reporter: Reporter | None = None) -> RestoreOutcome:
+def _origin(item: Item) -> str | None:
+    return item.source.get("host")
+
+
+class _Hosts:
+    """Connections to the hosts file sets came from (remote items go back where they were archived)."""
+
+    def __init__(self, inventory):
+        self._inventory, self.open = inventory, {}  # an Inventory, or a callable that builds it on first use
+
+    def for_item(self, item: Item):
+        if not item.source.get("remote"):
+            return None
+        name = item.source["host"]
+        if name not in self.open:
+            if callable(self._inventory):
+                self._inventory = self._inventory()
+            self.inventory = self._inventory
+            if self.inventory is None or name not in {h.name for h in self.inventory.hosts}:
+                raise UsageError(f"{item.component} {item.name} was archived on host {name}, which is not in the inventory",
+                                 hint="add the host to the inventory (or pass --inventory) to restore it there")
+            self.open[name] = self.inventory.get(name).connect()
+        return self.open[name]
+
+    def close(self) -> None:
+        for host in self.open.values():
+            host.close()
+
+
+def restore(config, req: RestoreRequest, confirm: Callable[[str], bool], reporter: Reporter | None = None,
+            inventory=None) -> RestoreOutcome:
     """Restore the selected items; `confirm(question)` is asked before anything is overwritten (unless yes)."""
-    reporter = reporter or Reporter(False)
+    hosts = _Hosts(inventory)
+    try:
+        return _restore(config, req, confirm, reporter or Reporter(False), hosts)
+    finally:
+        hosts.close()
+
+
+def _restore(config, req: RestoreRequest, confirm: Callable[[str], bool], reporter: Reporter, hosts: _Hosts) -> RestoreOutcome:
     store = Store(config.backup.store)
     backup = store.get(req.backup_id)
     items = select_items(backup, req)
@@ -81,9 +121,9 @@ def restore(config, req: RestoreRequest, confirm: Callable[[str], bool], reporte
         dumps = [i for i in items if i.type == "mysql-dump"]
         file_items = [i for i in items if i.type == "files"]
         existing = _existing_databases(target, dumps) if dumps else []
-        overwrites = [f"database {d}" for d in existing] + _existing_paths(file_items, req.root)
+        overwrites = [f"database {d}" for d in existing] + _existing_paths(file_items, req.root, hosts)
         if req.dry_run:
-            outcome.actions += _describe(backup, dumps, file_items, existing, req)
+            outcome.actions += _describe(backup, dumps, file_items, existing, req, hosts)
             return outcome
         if overwrites and not req.yes and not confirm(f"overwrite {', '.join(overwrites)}?"):
             raise UsageError("restore cancelled: nothing was changed", hint="pass --yes to restore without asking")
@@ -103,12 +143,17 @@ def restore(config, req: RestoreRequest, confirm: Callable[[str], bool], reporte
             outcome.actions.append(f"database {item.name} restored from {backup.id}")
         for item in file_items:
             top = item.details.get("top") or item.source.get("paths", [])
+            host = hosts.for_item(item)
+            where = f" on {host.name}" if host is not None else ""
             if req.keep_previous:
-                for frm, to in filesmod.move_aside(top, req.root):
+                moved = filesmod.move_aside(top, req.root) if host is None else filesmod.move_aside_on(host, top, req.root)
+                for frm, to in moved:
                     outcome.kept.append(f"{frm} moved to {to}")
-            with reporter.task(f"extract {item.component} {item.name}", item.size) as advance:
-                outcome.warnings += filesmod.extract(backup.path / item.path, for_file(item.compression), req.root, advance)
-            outcome.actions.append(f"{item.component} {item.name} files restored under {req.root}")
+            with reporter.task(f"extract {item.component} {item.name}{where}", item.size) as advance:
+                src, codec = backup.path / item.path, for_file(item.compression)
+                outcome.warnings += (filesmod.extract(src, codec, req.root, advance) if host is None
+                                     else filesmod.extract_on(host, src, codec, req.root, advance))
+            outcome.actions.append(f"{item.component} {item.name} files restored under {req.root}{where}")
     return outcome
 
 
@@ -117,28 +162,30 @@ def _existing_databases(target: mysql.MySQLTarget, dumps: list[Item]) -> list[st
     return [i.name for i in dumps if i.name in present]
 
 
-def _existing_paths(items: list[Item], root: str) -> list[str]:
-    out = []
-    for item in items:
-        for rel in item.details.get("top") or []:
-            full = Path(root) / rel
-            if full.exists() or full.is_symlink():
-                out.append(str(full))
-    return out
+def _existing_in(item: Item, root: str, hosts: _Hosts) -> list[str]:
+    """The item's top-level paths that exist now where it would be extracted (host:path when remote)."""
+    tops = item.details.get("top") or []
+    host = hosts.for_item(item)
+    if host is not None:
+        return [f"{host.name}:{p}" for p in filesmod.existing_on(host, tops, root)]
+    return [str(Path(root) / rel) for rel in tops if (Path(root) / rel).exists() or (Path(root) / rel).is_symlink()]
 
 
-def _describe(backup: Backup, dumps, file_items, existing, req: RestoreRequest) -> list[str]:
+def _existing_paths(items: list[Item], root: str, hosts: _Hosts) -> list[str]:
+    return [p for item in items for p in _existing_in(item, root, hosts)]
+
+
+def _describe(backup: Backup, dumps, file_items, existing, req: RestoreRequest, hosts: _Hosts) -> list[str]:
     lines = []
     for i in dumps:
         if i.name in existing:
             lines.append(f"would dump the current database {i.name} into a pre-restore backup, then drop it")
         lines.append(f"would load {backup.path / i.path} into database {i.name}")
     for i in file_items:
-        for rel in i.details.get("top") or []:
-            full = Path(req.root) / rel
-            if full.exists():
-                lines.append(f"would move {full} aside to {full}.pre-restore-<time>")
-        lines.append(f"would extract {backup.path / i.path} under {req.root}")
+        for full in _existing_in(i, req.root, hosts):
+            lines.append(f"would move {full} aside to {full}.pre-restore-<time>")
+        host = hosts.for_item(i)
+        lines.append(f"would extract {backup.path / i.path} under {req.root}" + (f" on {host.name} over SSH" if host else ""))
     return lines
 
 

@@ -4,6 +4,7 @@ optionally a mariabackup, write the manifest and commit atomically; then push to
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -14,11 +15,13 @@ from opsctl.backup import files as filesmod
 from opsctl.backup import mysql, physical, remote
 from opsctl.backup.compression import codec as make_codec
 from opsctl.backup.plugins import Targets, targets_for
-from opsctl.backup.proc import describe, tool_version
+from opsctl.backup.proc import PipelineError, describe, tool_version
 from opsctl.backup.progress import Reporter
 from opsctl.backup.store import Backup, Item, Store
 from opsctl.components import Component
-from opsctl.errors import UsageError
+from opsctl.errors import UnavailableError, UsageError
+from opsctl.hosts import CommandTimeout, HostError
+from opsctl.inventory import HostSpec, Inventory
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ class BackupRequest:
     root: str = "/"  # file-system root the catalog paths are read under (tests, chroots, containers)
     only_databases: list[str] = field(default_factory=list)  # restrict to these database names
     under_lock: bool = False  # the caller (restore) already holds the store lock
+    hosts: list[str] = field(default_factory=list)  # archive file sets on these inventory hosts (default: by role)
 
 
 @dataclass
@@ -41,6 +45,50 @@ class RunOutcome:
     backup: Backup | None
     plan: list[str]
     warnings: list[str]
+    failed: list[str] = field(default_factory=list)  # parts that could not be backed up (e.g. a host unreachable)
+
+
+@dataclass
+class FileSource:
+    """Where one component's file sets are archived from: this machine (spec None or local) or a host."""
+
+    spec: HostSpec | None
+    targets: Targets
+
+    @property
+    def remote(self) -> bool:
+        return self.spec is not None and not self.spec.is_local
+
+    @property
+    def label(self) -> str:
+        return self.spec.name if self.spec is not None else "this host"
+
+
+def file_sources(targets: list[Targets], catalog: dict[str, Component], inventory: Inventory | None,
+                 req: BackupRequest) -> tuple[list[FileSource], list[str]]:
+    """Which host each component's files come from.
+
+    --host: those hosts, every selected component. A configured inventory: every host carrying one of the
+    component's roles (kolla/OSA style: keystone's keys from each controller). Otherwise this machine."""
+    if req.hosts:
+        if inventory is None:
+            raise UsageError("--host needs an inventory", hint="set inventory: in the config or pass --inventory")
+        specs = inventory.select(names=req.hosts)
+        return [FileSource(spec, t) for spec in specs for t in targets if t.filesets], []
+    if inventory is None or inventory.detected:
+        return [FileSource(None, t) for t in targets if t.filesets], []
+    out, notes = [], []
+    for t in targets:
+        if not t.filesets:
+            continue
+        comp = catalog.get(t.component)
+        roles = set(comp.roles) if comp is not None else set()
+        specs = [h for h in inventory.hosts if roles & h.roles] if roles else []
+        if not specs:
+            notes.append(f"{t.component}: no inventory host has role {' or '.join(sorted(roles)) or '(none)'}; "
+                         "its files were not backed up (use --host)")
+        out.extend(FileSource(spec, t) for spec in specs)
+    return out, notes
 
 
 def select_components(catalog: dict[str, Component], config, names: list[str]) -> list[Component]:
@@ -86,15 +134,18 @@ def tool_versions(c) -> dict[str, str]:
     return tools
 
 
-def run_backup(config, catalog: dict[str, Component], req: BackupRequest, reporter: Reporter | None = None) -> RunOutcome:
+def run_backup(config, catalog: dict[str, Component], req: BackupRequest, reporter: Reporter | None = None,
+               inventory: Inventory | None = None) -> RunOutcome:
     reporter = reporter or Reporter(False)
     comps = select_components(catalog, config, req.components)
     targets, plugin_errors = targets_for(comps, config)
+    sources, source_notes = file_sources(targets, catalog, inventory, req) if req.files else ([], [])
+    plugin_errors = plugin_errors + source_notes
     codec = make_codec(config.backup.compression, config.backup.compression_level, check=not req.dry_run)
     phys = req.physical if req.physical is not None else config.backup.physical
     store = Store(config.backup.store)
     if req.dry_run:
-        return RunOutcome(None, plan(config, targets, req, codec, phys), plugin_errors)
+        return RunOutcome(None, plan(config, targets, req, codec, phys, sources), plugin_errors)
     with nullcontext() if req.under_lock else store.lock("backup run"):
         manifest, work = store.begin(req.kind)
         try:
@@ -102,13 +153,16 @@ def run_backup(config, catalog: dict[str, Component], req: BackupRequest, report
             manifest.components = [c.name for c in comps]
             manifest.warnings.extend(plugin_errors)
             manifest.tools = tool_versions(codec)
+            failed: list[str] = []
             with reporter.session():
                 if req.databases and any(t.databases for t in targets):
                     _dump_databases(config, targets, req, codec, work, manifest, reporter)
                 if req.files:
-                    _archive_files(targets, req, codec, work, manifest, reporter)
+                    failed = _archive_files(sources, req, codec, work, manifest, reporter)
                 if phys in ("full", "incremental"):
                     _physical(config, store, phys, codec, work, manifest, reporter)
+            if not manifest.items and failed:
+                raise UnavailableError(f"nothing backed up: {'; '.join(failed)}")
             if not manifest.items:
                 raise UsageError("nothing to back up: no database or path of the selected components exists here",
                                  hint="check backup.components and the catalog paths (components: overrides)")
@@ -121,10 +175,10 @@ def run_backup(config, catalog: dict[str, Component], req: BackupRequest, report
     warnings = list(manifest.warnings)
     if config.backup.remote:
         remote.push(backup, config.backup.remote, config.backup.remote_ssh)
-    return RunOutcome(backup, [], warnings)
+    return RunOutcome(backup, [], warnings, failed)
 
 
-def plan(config, targets: list[Targets], req: BackupRequest, codec, phys: str) -> list[str]:
+def plan(config, targets: list[Targets], req: BackupRequest, codec, phys: str, sources: list[FileSource]) -> list[str]:
     """What a run would do (dry-run), without connecting, locking or writing anything."""
     lines = []
     target = mysql.target_from_config(config.database)
@@ -134,11 +188,16 @@ def plan(config, targets: list[Targets], req: BackupRequest, codec, phys: str) -
                 if req.only_databases and db not in req.only_databases:
                     continue
                 lines.append(f"{t.component}: {describe(mysql.dump_stages(target, db, codec))} > mysql/{db}.sql{codec.suffix}")
-        if req.files:
-            for fs in t.filesets:
-                found, missing = filesmod.expand(fs.paths, req.root)
-                what = " ".join(found) if found else "(nothing present)"
-                lines.append(f"{t.component}: tar {what} > files/{t.component}-{fs.name}.tar{codec.suffix}")
+    for src in sources:
+        t = src.targets
+        for fs in t.filesets:
+            if src.remote:  # dry-run connects to nothing: the patterns as configured
+                lines.append(f"{t.component}: on {src.label} over SSH: tar {' '.join(fs.paths)} > "
+                             f"{_files_rel(src, t, fs, codec)}")
+                continue
+            found, missing = filesmod.expand(fs.paths, req.root)
+            what = " ".join(found) if found else "(nothing present)"
+            lines.append(f"{t.component}: tar {what} > {_files_rel(src, t, fs, codec)}")
     if phys in ("full", "incremental"):
         lines.append(f"mariabackup --backup --stream=mbstream ({phys}) > physical/mariabackup-{phys}.mbstream{codec.suffix}")
     lines.append(f"store: {config.backup.store}" + (f", then rsync to {config.backup.remote}" if config.backup.remote else ""))
@@ -168,22 +227,57 @@ def _dump_databases(config, targets, req, codec, work: Path, manifest, reporter)
                 details={"tables": out.tables, "options": mysql.DUMP_OPTIONS}))
 
 
-def _archive_files(targets, req, codec, work: Path, manifest, reporter) -> None:
+def _files_rel(src: FileSource, t: Targets, fs, codec) -> str:
+    host_dir = f"{src.spec.name}/" if src.remote else ""
+    return f"files/{host_dir}{t.component}-{fs.name}.tar{codec.suffix}"
+
+
+def _archive_files(sources: list[FileSource], req, codec, work: Path, manifest, reporter) -> list[str]:
+    """Archive every file set; a host that cannot be reached or read is reported (returned) and the others
+    go on, so one dead controller does not cost the backup of the rest."""
     (work / "files").mkdir()
-    for t in targets:
-        for fs in t.filesets:
-            rel = f"files/{t.component}-{fs.name}.tar{codec.suffix}"
-            with reporter.task(f"tar {t.component} {fs.name}") as advance:
-                out = filesmod.archive(fs, work / rel, codec, req.root, advance)
-            if out.result is None:
-                if not fs.optional:
-                    manifest.warnings.append(f"{t.component}: {fs.name}: none of {', '.join(fs.paths)} exists, skipped")
+    hosts: dict[str, object] = {}
+    failed: dict[str, str] = {}
+    try:
+        for src in sources:
+            t = src.targets
+            if src.remote and src.spec.name in failed:
                 continue
-            manifest.warnings.extend(f"{t.component}: {w}" for w in out.warnings)
-            manifest.items.append(Item(
-                "files", t.component, fs.name, rel, codec.name, out.result.size, out.result.sha256, round(out.duration, 3),
-                source={"root": req.root, "paths": out.included, "missing": out.missing},
-                details={"excludes": list(fs.excludes), "top": filesmod.top_paths(out.included)}))
+            host = None
+            if src.remote:
+                host = hosts.get(src.spec.name) or hosts.setdefault(src.spec.name, src.spec.connect())
+            for fs in t.filesets:
+                rel = _files_rel(src, t, fs, codec)
+                (work / rel).parent.mkdir(parents=True, exist_ok=True)
+                with reporter.task(f"tar {t.component} {fs.name}" + (f" on {src.label}" if src.remote else "")) as advance:
+                    if host is None:
+                        out = filesmod.archive(fs, work / rel, codec, req.root, advance)
+                    else:
+                        try:
+                            out = filesmod.archive_on(host, fs, work / rel, codec, req.root, advance)
+                        except (HostError, CommandTimeout, PipelineError) as exc:
+                            (work / rel).unlink(missing_ok=True)
+                            if not any((work / rel).parent.iterdir()):
+                                (work / rel).parent.rmdir()
+                            failed[src.spec.name] = exc.message
+                            break
+                if out.result is None:
+                    if not fs.optional:
+                        manifest.warnings.append(f"{t.component}: {fs.name}: none of {', '.join(fs.paths)} exists"
+                                                 f"{' on ' + src.label if src.remote else ''}, skipped")
+                    continue
+                manifest.warnings.extend(f"{t.component}: {w}" for w in out.warnings)
+                manifest.items.append(Item(
+                    "files", t.component, fs.name, rel, codec.name, out.result.size, out.result.sha256, round(out.duration, 3),
+                    source={"host": src.spec.name if src.remote else socket.gethostname(), "remote": src.remote,
+                            "root": req.root, "paths": out.included, "missing": out.missing},
+                    details={"excludes": list(fs.excludes), "top": filesmod.top_paths(out.included)}))
+    finally:
+        for host in hosts.values():
+            host.close()
+    problems = [f"files of host {name} not backed up: {why}" for name, why in failed.items()]
+    manifest.warnings.extend(problems)
+    return problems
 
 
 def _physical(config, store: Store, mode: str, codec, work: Path, manifest, reporter) -> None:

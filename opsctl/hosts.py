@@ -18,6 +18,7 @@ import signal
 import socket
 import stat as statmod
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -167,8 +168,73 @@ class LocalHost:
     def glob(self, pattern: str) -> list[str]:
         return sorted(globmod.glob(pattern))
 
+    def spawn(self, argv: Sequence[str], timeout: float = 3600.0) -> "Spawned":
+        """Start a command whose stdin/stdout are streams (backups of large trees)."""
+        args = _check_argv(argv)
+        err = tempfile.TemporaryFile()
+        try:
+            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+        except FileNotFoundError:
+            err.close()
+            raise CommandNotFound(f"{self.name}: command not found: {args[0]}") from None
+        return _LocalSpawned(self.name, args, proc, err, time.monotonic() + timeout)
+
     def close(self) -> None:
         pass
+
+
+class Spawned(Protocol):
+    """A running command on some host: write its stdin, read its stdout, then wait for its exit status."""
+
+    argv: tuple[str, ...]
+
+    def read(self, n: int) -> bytes: ...  # b"" at end of output
+    def write(self, data: bytes) -> None: ...
+    def close_stdin(self) -> None: ...
+    def wait(self) -> int: ...  # exit status; raises CommandTimeout past the deadline
+    def stderr(self) -> str: ...
+    def kill(self) -> None: ...
+
+
+class _LocalSpawned:
+    def __init__(self, host: str, argv: tuple[str, ...], proc: subprocess.Popen, err, deadline: float):
+        self.host, self.argv, self._proc, self._err, self._deadline = host, argv, proc, err, deadline
+
+    def read(self, n: int) -> bytes:
+        return self._proc.stdout.read1(n)
+
+    def write(self, data: bytes) -> None:
+        self._proc.stdin.write(data)
+
+    def close_stdin(self) -> None:
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def wait(self) -> int:
+        if self._proc.returncode is not None:
+            return self._proc.returncode
+        self.close_stdin()
+        try:
+            return self._proc.wait(max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise CommandTimeout(f"{self.host}: {shlex.join(self.argv)} timed out") from None
+        finally:
+            self._proc.stdout.close()
+
+    def stderr(self) -> str:
+        self._err.seek(0)
+        return _decode(self._err.read())
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._proc.wait()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -320,6 +386,18 @@ class SSHHost:
             raise CommandNotFound(f"{self.name}: command not found: {args[0]}")
         return CommandResult(args, rc, _decode(bytes(out)), _decode(bytes(err)), time.monotonic() - start)
 
+    def spawn(self, argv: Sequence[str], timeout: float = 3600.0) -> "Spawned":
+        """Start a remote command with streamed stdin/stdout over one SSH channel."""
+        args = _check_argv(argv)
+        client = self._connected()
+        try:
+            chan = client.get_transport().open_session(timeout=self.settings.connect_timeout)
+            chan.exec_command(shlex.join(("timeout", "-k", "2", f"{timeout:g}", *args)))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise HostUnreachable(f"{self.name}: cannot start {args[0]}: {exc}") from None
+        return _SSHSpawned(self.name, args, chan, time.monotonic() + timeout)
+
     # -- files ------------------------------------------------------------------------------
     # paramiko's SFTPClient is not safe for concurrent requests from several threads: short
     # operations share one client under a lock; `open()` streams get an SFTP channel of their own.
@@ -381,6 +459,92 @@ class SSHHost:
                 except Exception:  # noqa: BLE001 - closing a dead connection may fail
                     pass
         self._sftp = self._client = self._jump_client = None
+
+
+class _SSHSpawned:
+    """A remote command on a paramiko channel. Its stderr is drained while stdout is read, so a chatty
+    command never stalls on the shared channel window."""
+
+    def __init__(self, host: str, argv: tuple[str, ...], chan, deadline: float):
+        self.host, self.argv, self._chan, self._deadline = host, argv, chan, deadline
+        self._err = bytearray()
+        self._rc: int | None = None
+
+    def _drain_stderr(self) -> None:
+        while self._chan.recv_stderr_ready():
+            self._err += self._chan.recv_stderr(65536)
+
+    def _wait_io(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            self.kill()
+            raise CommandTimeout(f"{self.host}: {shlex.join(self.argv)} timed out")
+        select.select([self._chan], [], [], min(remaining, 0.5))
+
+    def read(self, n: int) -> bytes:
+        try:
+            while True:
+                self._drain_stderr()
+                if self._chan.recv_ready():
+                    return self._chan.recv(n)
+                if self._chan.eof_received or self._chan.closed:
+                    return b""
+                self._wait_io()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostUnreachable(f"{self.host}: connection lost during {self.argv[0]}: {exc}") from None
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                self._drain_stderr()
+                if self._chan.send_ready():
+                    sent = self._chan.send(view[:65536])
+                    if sent == 0:
+                        raise BrokenPipeError(f"{self.host}: {self.argv[0]} closed its input")
+                    view = view[sent:]
+                elif self._chan.exit_status_ready():
+                    raise BrokenPipeError(f"{self.host}: {self.argv[0]} exited before reading all input")
+                else:
+                    self._wait_io()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            raise HostUnreachable(f"{self.host}: connection lost during {self.argv[0]}: {exc}") from None
+
+    def close_stdin(self) -> None:
+        try:
+            self._chan.shutdown_write()
+        except (paramiko.SSHException, OSError, EOFError):
+            pass
+
+    def wait(self) -> int:
+        if self._rc is not None:
+            return self._rc
+        self.close_stdin()
+        try:
+            while not self._chan.exit_status_ready():
+                self._drain_stderr()
+                while self._chan.recv_ready():  # output nobody reads: discard, keep the window open
+                    self._chan.recv(65536)
+                self._wait_io()
+            self._drain_stderr()
+            rc = self._chan.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostUnreachable(f"{self.host}: connection lost during {self.argv[0]}: {exc}") from None
+        finally:
+            self._chan.close()
+        if rc == 124 and time.monotonic() >= self._deadline - 0.05:
+            raise CommandTimeout(f"{self.host}: {shlex.join(self.argv)} timed out")
+        self._rc = rc
+        return rc
+
+    def stderr(self) -> str:
+        return _decode(bytes(self._err))
+
+    def kill(self) -> None:
+        # closing the channel makes sshd hang up the session; `timeout` on the far side ends the rest
+        self._chan.close()
 
 
 _known_hosts: dict[str, tuple[tuple[int, int], paramiko.HostKeys]] = {}

@@ -66,6 +66,11 @@ class Inventory:
     def get(self, name: str) -> HostSpec:
         return self.select(names=[name])[0]
 
+    @property
+    def detected(self) -> bool:
+        """True when nobody configured an inventory: just this machine with the roles seen running."""
+        return self.source == LOCAL_SOURCE
+
 
 # ---------------------------------------------------------------------------- YAML (config)
 def from_config(hosts: Mapping[str, Mapping], defaults: Mapping | None = None, source: str = "config") -> Inventory:
@@ -208,5 +213,8 @@ def detect_local_roles(catalog: Mapping[str, Component] = CATALOG) -> frozenset[
     return frozenset(roles)
 
 
+LOCAL_SOURCE = "local host (roles detected)"
+
+
 def local_inventory(catalog: Mapping[str, Component] = CATALOG) -> Inventory:
-    return Inventory((HostSpec(socket.gethostname(), detect_local_roles(catalog)),), "local host (roles detected)")
+    return Inventory((HostSpec(socket.gethostname(), detect_local_roles(catalog)),), LOCAL_SOURCE)

@@ -45,7 +45,10 @@ def rabbitmq():
 @pytest.fixture(scope="session")
 def ssh_hosts():
     """Three real sshd hosts in network namespaces: controller, compute1, network1."""
-    hosts = servers.SSHHosts(servers.tempdir("ssh"), ["controller", "compute1", "network1"], prefix="opt").start()
+    # OPSCTL_TEST_SSH_PREFIX/_OCTET: a second test run on the same machine gets its own namespaces
+    hosts = servers.SSHHosts(servers.tempdir("ssh"), ["controller", "compute1", "network1"],
+                             prefix=os.environ.get("OPSCTL_TEST_SSH_PREFIX", "opt"),
+                             first_octet=int(os.environ.get("OPSCTL_TEST_SSH_OCTET", "10"))).start()
     yield hosts
     hosts.cleanup()
 

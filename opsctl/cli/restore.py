@@ -29,14 +29,16 @@ def restore_cmd(
     files: Optional[str] = typer.Option(None, "--files", help="Restore file set(s): config, keys, rings, state, images or all."),
     physical: Optional[str] = typer.Option(None, "--physical", help="Prepare the mariabackup (and incrementals) into this directory."),
     root: str = typer.Option("/", "--root", help="Extract files under this root instead of /."),
+    host: Optional[str] = typer.Option(None, "--host", "-H", help="Only file sets archived on this host; "
+                                       "file sets always go back to the host they came from (over SSH)."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would be done; change nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before overwriting."),
     no_keep: bool = typer.Option(False, "--no-keep", help="Do not keep what is replaced (no safety dump, no move aside)."),
 ) -> None:
     """Restore from a backup after verifying its checksums (a corrupt backup is refused, exit 65)."""
     st = state(ctx)
-    req = RestoreRequest(backup_id, component, database, files, physical, root, dry_run, yes, not no_keep)
-    outcome = restore(st.config, req, _confirm, Reporter())
+    req = RestoreRequest(backup_id, component, database, files, physical, root, host, dry_run, yes, not no_keep)
+    outcome = restore(st.config, req, _confirm, Reporter(), inventory=lambda: st.inventory)
     for line in outcome.actions:
         typer.echo(mask(line))
     for line in outcome.kept:
