@@ -52,6 +52,18 @@ class Item:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @property
+    def target(self) -> str:
+        return target_name(self.to_dict())
+
+
+def target_name(item: dict[str, Any]) -> str:
+    """What freshness is tracked per: component/name, plus @host for file sets archived on another host
+    (so a controller that has been unreachable for days ages on its own)."""
+    source = item.get("source") or {}
+    host = f"@{source.get('host')}" if source.get("remote") else ""
+    return f"{item.get('component', '')}/{item.get('name', '')}{host}"
+
 
 @dataclass
 class Manifest:

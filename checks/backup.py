@@ -35,7 +35,7 @@ def freshness(ctx: CheckContext):
     for b in backups:
         created = b.manifest.created.timestamp()
         for item in b.manifest.items:
-            target = f"{item.component}/{item.name}"
+            target = item.target
             newest[target] = max(newest.get(target, 0.0), created)
     now = time.time()
     warn, crit = float(ctx.thresholds["warn_hours"]), float(ctx.thresholds["crit_hours"])

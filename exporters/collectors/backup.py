@@ -32,6 +32,12 @@ def _when(manifest: dict[str, Any]) -> float:
         return 0.0
 
 
+def target_name(item: dict[str, Any]) -> str:
+    from opsctl.backup.store import target_name as name
+
+    return name(item)
+
+
 def read_manifests(store: str) -> list[dict[str, Any]]:
     """Complete manifests of the store as dicts, through the backup package's Store."""
     from opsctl.backup.store import Store
@@ -47,8 +53,7 @@ def backup_families(manifests: Iterable[dict[str, Any]]) -> list:
     for m in manifests:
         when = _when(m)
         for item in m.get("items") or []:
-            target = (f"{item.get('component', '')}/{item.get('name', '')}", str(item.get("component", "")),
-                      str(item.get("type", "")))
+            target = (target_name(item), str(item.get("component", "")), str(item.get("type", "")))
             latest[target] = (when, item)
     if manifests:
         newest = manifests[-1]

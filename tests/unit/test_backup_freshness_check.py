@@ -51,3 +51,23 @@ def test_no_backup_configured_is_not_a_failure(monkeypatch):
     # no `backup:` section and no store directory at the default path: nothing to check
     monkeypatch.setattr(mod.os.path, "isdir", lambda path: False)
     assert _run({"checks": {"timeout": 5}}) == []
+
+
+def test_file_sets_from_other_hosts_age_per_host(tmp_path):
+    """A controller whose files could not be read for two days is CRITICAL on its own."""
+    store = Store(tmp_path / "store")
+
+    def files_backup(age_hours, hosts):
+        now = datetime.now(timezone.utc) - timedelta(hours=age_hours)
+        store.ensure()
+        manifest, work = store.begin("scheduled", now=now)
+        for h in hosts:
+            (work / f"{h}.tar").write_bytes(b"x")
+            manifest.items.append(Item("files", "keystone", "keys", f"{h}.tar", "none", size=1,
+                                       source={"host": h, "remote": True}))
+        store.commit(manifest, work)
+
+    files_backup(48, ["ctl1", "ctl2"])
+    files_backup(1, ["ctl2"])
+    results = {r.summary.split(":")[0]: r.status for r in _run({"backup": {"store": str(store.root)}})}
+    assert results == {"keystone/keys@ctl1": Status.CRITICAL, "keystone/keys@ctl2": Status.OK}
