@@ -64,6 +64,7 @@ class SSH(Strict):
     known_hosts: str | None = None
     connect_timeout: float | None = Field(None, gt=0)
     jump: JumpHost | str | None = None
+    become: bool | None = None  # commands and file reads through `sudo -n` (login user is not root)
 
 
 class HostEntry(Strict):

@@ -237,6 +237,12 @@ class _LocalSpawned:
             self._proc.wait()
 
 
+def _is_sudo_refusal(stderr: bytes) -> bool:
+    """sudo -n itself refused (no NOPASSWD rule, not in sudoers...): its own message, nothing else ran."""
+    # sshd may print its own notes first (e.g. "Could not chdir to home directory")
+    return any(line.startswith(b"sudo: ") for line in stderr.splitlines())
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -255,6 +261,14 @@ class SSHSettings:
     connect_timeout: float = 10.0
     jump: "SSHSettings | None" = None
     password: str | None = field(default=None, repr=False)
+    become: bool = False  # run commands and file access through `sudo -n` (a non-root login user)
+
+
+# An sftp-server started through sudo, so file reads have the same rights as commands (the path
+# differs between Debian, RHEL and others). A constant script: no data is ever put into it.
+_SUDO_SFTP = ("for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/lib/ssh/sftp-server "
+              "/usr/libexec/sftp-server; do [ -x \"$p\" ] && exec \"$p\"; done; "
+              "echo 'opsctl: no sftp-server found' >&2; exit 127")
 
 
 class SSHHost:
@@ -346,8 +360,37 @@ class SSHHost:
         client = self._connected()
         with self._lock:
             if self._sftp is None:
-                self._sftp = client.open_sftp()
+                self._sftp = self._open_sftp(client)
             return self._sftp
+
+    def _open_sftp(self, client: paramiko.SSHClient) -> paramiko.SFTPClient:
+        if not self._sudo:
+            return client.open_sftp()
+        chan = client.get_transport().open_session(timeout=self.settings.connect_timeout)
+        chan.exec_command(shlex.join(("sudo", "-n", "sh", "-c", _SUDO_SFTP)))
+        try:
+            return paramiko.SFTPClient(chan)
+        except (paramiko.SSHException, EOFError, OSError):
+            err = b""
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(4096)
+            chan.close()
+            raise self._sudo_error(_decode(err)) from None
+
+    @property
+    def _sudo(self) -> bool:
+        return self.settings.become and self.settings.user != "root"
+
+    def _wrap(self, args: tuple[str, ...], timeout: float) -> str:
+        """The remote command line: `timeout` so a stuck command does not outlive us, under sudo when
+        becoming root (sudo outside, so `timeout` runs as root and can kill what it started)."""
+        line = ("timeout", "-k", "2", f"{timeout:g}", *args)
+        return shlex.join(("sudo", "-n", "--", *line) if self._sudo else line)
+
+    def _sudo_error(self, stderr: str) -> HostAuthError:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+        return HostAuthError(f"{self.name}: sudo as {self.settings.user} failed: {last}",
+                             hint="give the login user passwordless sudo (NOPASSWD), or connect as root without become")
 
     # -- commands ---------------------------------------------------------------------------
     def run(self, argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT, input: bytes | None = None) -> CommandResult:
@@ -357,8 +400,7 @@ class SSHHost:
         deadline = start + timeout
         try:
             chan = client.get_transport().open_session(timeout=self.settings.connect_timeout)
-            # `timeout` on the remote side so a stuck command does not outlive us.
-            chan.exec_command(shlex.join(("timeout", "-k", "2", f"{timeout:g}", *args)))
+            chan.exec_command(self._wrap(args, timeout))
             if input is not None:
                 chan.sendall(input)
             chan.shutdown_write()
@@ -382,6 +424,8 @@ class SSHHost:
             raise HostUnreachable(f"{self.name}: connection lost while running {args[0]}: {exc}") from None
         if rc == 124 and time.monotonic() >= deadline - 0.05:
             raise CommandTimeout(f"{self.name}: {shlex.join(args)} timed out after {timeout:g}s")
+        if self._sudo and rc == 1 and not out and _is_sudo_refusal(bytes(err)):
+            raise self._sudo_error(_decode(bytes(err)))
         if rc == 127 and not out:
             raise CommandNotFound(f"{self.name}: command not found: {args[0]}")
         return CommandResult(args, rc, _decode(bytes(out)), _decode(bytes(err)), time.monotonic() - start)
@@ -392,11 +436,12 @@ class SSHHost:
         client = self._connected()
         try:
             chan = client.get_transport().open_session(timeout=self.settings.connect_timeout)
-            chan.exec_command(shlex.join(("timeout", "-k", "2", f"{timeout:g}", *args)))
+            chan.exec_command(self._wrap(args, timeout))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise HostUnreachable(f"{self.name}: cannot start {args[0]}: {exc}") from None
-        return _SSHSpawned(self.name, args, chan, time.monotonic() + timeout)
+        return _SSHSpawned(self.name, args, chan, time.monotonic() + timeout,
+                           self._sudo_error if self._sudo else None)
 
     # -- files ------------------------------------------------------------------------------
     # paramiko's SFTPClient is not safe for concurrent requests from several threads: short
@@ -420,7 +465,7 @@ class SSHHost:
             raise _as_os_error(exc, path) from None
 
     def open(self, path: str) -> IO[bytes]:
-        sftp = self._connected().open_sftp()
+        sftp = self._open_sftp(self._connected())
         try:
             fh = sftp.open(path, "rb")
         except IOError as exc:
@@ -465,10 +510,11 @@ class _SSHSpawned:
     """A remote command on a paramiko channel. Its stderr is drained while stdout is read, so a chatty
     command never stalls on the shared channel window."""
 
-    def __init__(self, host: str, argv: tuple[str, ...], chan, deadline: float):
+    def __init__(self, host: str, argv: tuple[str, ...], chan, deadline: float, sudo_error=None):
         self.host, self.argv, self._chan, self._deadline = host, argv, chan, deadline
         self._err = bytearray()
         self._rc: int | None = None
+        self._sudo_error = sudo_error  # set when the command runs under sudo: makes its refusal an error
 
     def _drain_stderr(self) -> None:
         while self._chan.recv_stderr_ready():
@@ -536,6 +582,8 @@ class _SSHSpawned:
             self._chan.close()
         if rc == 124 and time.monotonic() >= self._deadline - 0.05:
             raise CommandTimeout(f"{self.host}: {shlex.join(self.argv)} timed out")
+        if self._sudo_error is not None and rc == 1 and _is_sudo_refusal(bytes(self._err)):
+            raise self._sudo_error(self.stderr())
         self._rc = rc
         return rc
 

@@ -103,6 +103,7 @@ def _ssh_settings(address: str, data: Mapping, jumps: Mapping) -> SSHSettings:
     return SSHSettings(
         address=address, user=data.get("user", "root"), port=int(data.get("port", 22)), key_file=data.get("key_file"),
         known_hosts=data.get("known_hosts"), connect_timeout=float(data.get("connect_timeout", 10)), jump=jump_settings,
+        become=bool(data.get("become", False)),
     )
 
 
@@ -111,8 +112,10 @@ _SECTION = re.compile(r"^\[(?P<name>[^\]:]+)(?::(?P<kind>children|vars))?\]\s*$"
 
 
 def parse_ansible_ini(text: str, source: str = "<ini>") -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
-    """Parse an Ansible INI inventory: host vars per host, and hosts per group (children resolved)."""
+    """Parse an Ansible INI inventory: vars per host (host line over [group:vars] over [all:vars]) and hosts
+    per group (children resolved)."""
     host_vars: dict[str, dict[str, str]] = {}
+    group_vars: dict[str, dict[str, str]] = {}
     direct: dict[str, set[str]] = {}
     children: dict[str, set[str]] = {}
     section, kind = "ungrouped", None
@@ -126,6 +129,9 @@ def parse_ansible_ini(text: str, source: str = "<ini>") -> tuple[dict[str, dict[
             (children if kind == "children" else direct).setdefault(section, set())
             continue
         if kind == "vars":
+            if "=" in line:
+                k, v = line.split("=", 1)
+                group_vars.setdefault(section, {})[k.strip()] = v.strip().strip("'\"")
             continue
         tokens = line.split()
         if kind == "children":
@@ -151,6 +157,12 @@ def parse_ansible_ini(text: str, source: str = "<ini>") -> tuple[dict[str, dict[
         return result
 
     groups = {g: members(g) for g in set(direct) | set(children)}
+    for host, hv in host_vars.items():
+        merged = dict(group_vars.get("all", {}))
+        for group in sorted(g for g, hosts in groups.items() if host in hosts and g != "all"):
+            merged.update(group_vars.get(group, {}))
+        merged.update(hv)
+        host_vars[host] = merged
     return host_vars, groups
 
 
@@ -177,12 +189,16 @@ def from_ansible_ini(path: str | Path, ssh_defaults: Mapping | None = None) -> I
             continue
         address = hv.get("ansible_host", host)
         data = dict(ssh_defaults)
-        if "ansible_user" in hv:
-            data["user"] = hv["ansible_user"]
+        user = hv.get("ansible_user") or hv.get("ansible_ssh_user")
+        if user:
+            data["user"] = user
         if "ansible_port" in hv:
             data["port"] = int(hv["ansible_port"])
-        if "ansible_ssh_private_key_file" in hv:
-            data["key_file"] = hv["ansible_ssh_private_key_file"]
+        key = hv.get("ansible_ssh_private_key_file") or hv.get("ansible_private_key_file")
+        if key:
+            data["key_file"] = key
+        if "ansible_become" in hv:
+            data["become"] = hv["ansible_become"].strip().lower() in ("true", "yes", "1", "on")
         specs.append(HostSpec(host, frozenset(roles[host]), address, _ssh_settings(address, data, {})))
     return Inventory(tuple(specs), str(path))
 

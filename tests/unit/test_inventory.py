@@ -66,6 +66,31 @@ def test_kolla_groups_map_to_roles(tmp_path):
     assert got["localhost"].is_local and got["localhost"].roles == frozenset()
 
 
+def test_group_vars_become_and_kolla_spellings(tmp_path):
+    """kolla-ansible's multinode spells the user ansible_ssh_user and sets ansible_become; [group:vars]
+    apply to the group's hosts, a host line wins over them, [all:vars] is the base."""
+    f = tmp_path / "multinode"
+    f.write_text("""
+[control]
+ctl01 ansible_ssh_user=kolla ansible_become=True ansible_private_key_file=/etc/kolla/id_rsa
+ctl02 ansible_become=false
+
+[compute]
+cmp01
+
+[control:vars]
+ansible_ssh_user=deploy
+
+[all:vars]
+ansible_become='yes'
+ansible_ssh_user=ops
+""")
+    got = {h.name: h.ssh for h in inv.from_ansible_ini(f).hosts}
+    assert (got["ctl01"].user, got["ctl01"].become, got["ctl01"].key_file) == ("kolla", True, "/etc/kolla/id_rsa")
+    assert (got["ctl02"].user, got["ctl02"].become) == ("deploy", False)
+    assert (got["cmp01"].user, got["cmp01"].become) == ("ops", True)
+
+
 def test_osa_groups_map_to_roles(tmp_path):
     f = tmp_path / "inventory.ini"
     f.write_text(OSA)
