@@ -324,8 +324,13 @@ class Assembler:
             return None
         if ev is None:  # a continuation of the current event
             cur = self.current
-            if cur is None:
+            if cur is None or cur.fmt == "uwsgi":  # a uwsgi request line is complete in itself
+                done, self.current = cur, None
+                self._fastp = None
                 cur = self.current = self._new(offset, end, ts=None, level="INFO", message=text, fmt="plain")
+                if truncated:
+                    cur.truncated = True
+                return done
             elif len(cur._lines) < self.max_lines:
                 cur._lines.append(text)
                 cur.end = end
@@ -425,7 +430,9 @@ class Assembler:
                 return self._new(offset, end, ts=None, level=m["level"], message=m["rest"], logger=m["logger"], fmt="python")
         if text.startswith("Traceback (most recent call last)"):
             cur = self.current
-            if cur is None or (cur.level not in ERROR_LEVELS and not cur._lines) or cur.has_traceback and not self._chained(cur):
+            # uwsgi prints a request's traceback before its request line, so a traceback never continues one
+            if (cur is None or cur.fmt == "uwsgi" or (cur.level not in ERROR_LEVELS and not cur._lines)
+                    or cur.has_traceback and not self._chained(cur)):
                 # a bare traceback printed to stderr (eventlet, gunicorn workers): an error of its own
                 ev = self._new(offset, end, ts=cur.ts if cur else None, level="ERROR", message="Unhandled exception",
                                fmt="python", pid=cur.pid if cur else None, logger=cur.logger if cur else "")

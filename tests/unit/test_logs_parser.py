@@ -203,8 +203,8 @@ def test_truncated_gz_keeps_what_was_readable_and_reports_the_break(tmp_path):
 
 
 def test_uwsgi_request_log_and_its_plain_traceback():
-    # uwsgi prints the application's traceback to its log, then the request line with the status (line format
-    # from the uWSGI docs; no real capture is available here)
+    # uwsgi prints the application's traceback to its log, then the request line with the status
+    # (tests/integration/test_logs_uwsgi.py checks the same against a real uWSGI)
     a = Assembler(Clock())
     lines = [b"Traceback (most recent call last):", b'  File "/usr/lib/python3/dist-packages/keystone/x.py", line 3, in f',
              b"sqlalchemy.exc.OperationalError: (pymysql.err.OperationalError) (2013, 'Lost connection')",
