@@ -4,12 +4,15 @@ Push: each complete backup is copied after the run, data files first and `manife
 remote copy without its manifest is an incomplete push (the same rule as the local store) and is never
 listed. Pull (disaster recovery, e.g. the backup host was rebuilt): the backup is fetched into the
 store's in-progress area, every file is checked against the manifest's sha256, and only then renamed
-into the store, so a failed or corrupt pull never shows up in `backup list`.
+into the store, so a failed or corrupt pull never shows up in `backup list`. Prune applies the local
+retention policy to the remote copies, deleting each manifest before its data.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -99,3 +102,29 @@ def pull(store: Store, destination: str, ssh_argv: list[str], wanted: list[str],
             shutil.rmtree(work, ignore_errors=True)
             raise
     return pulled, present
+
+
+def _split(destination: str) -> tuple[str | None, str]:
+    """rsync's rule: `host:path` is remote (over the shell), a path without a colon is local."""
+    if ":" in destination and not destination.startswith(("/", ".")):
+        host, path = destination.split(":", 1)
+        return host, path
+    return None, destination
+
+
+def delete_remote(destination: str, ssh_argv: list[str], backup_id: str) -> None:
+    """Delete one backup from the remote store: its manifest first, so a half-deleted backup is never listed."""
+    if not ID_RE.match(backup_id):
+        raise UsageError(f"not a backup id: {backup_id!r}")
+    host, path = _split(destination)
+    target = posixpath.join(path, backup_id)
+    if host is None:
+        try:
+            os.remove(os.path.join(target, "manifest.json"))
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    for argv in (["rm", "-f", "--", f"{target}/manifest.json"], ["rm", "-rf", "--", target]):
+        # ssh hands the remote shell one command line: every word quoted
+        run_capture(Stage([*ssh_argv, host, "--", shlex.join(argv)]))

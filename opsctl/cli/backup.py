@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -11,7 +12,7 @@ from opsctl.backup import remote as remotemod
 from opsctl.backup import retention
 from opsctl.backup.progress import Reporter
 from opsctl.backup.run import BackupRequest, run_backup
-from opsctl.backup.store import Store
+from opsctl.backup.store import Backup, Store
 from opsctl.backup.verify import verify as verify_backup
 from opsctl.cli.common import state
 from opsctl.errors import DataError, UnavailableError, UsageError
@@ -169,6 +170,7 @@ def verify_cmd(
 def prune_cmd(
     ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would be deleted."),
+    remote: bool = typer.Option(False, "--remote", help="Prune the remote store (backup.remote) with the same policy."),
 ) -> None:
     """Delete backups outside the retention policy (backup.retention); the newest is always kept."""
     st = state(ctx)
@@ -179,14 +181,19 @@ def prune_cmd(
     except ValueError as exc:
         raise UsageError(f"backup.retention: {exc}") from None
     with store.lock("prune"):
-        decisions = retention.decide(store.list(), policy)
-        for d in decisions:
+        if remote:
+            where, ssh = _remote_of(st.config), st.config.backup.remote_ssh
+            backups = [Backup(Path(where) / m.id, m) for m in remotemod.list_remote(where, ssh)]
+            delete = lambda b: remotemod.delete_remote(where, ssh, b.id)  # noqa: E731
+        else:
+            backups, delete = store.list(), store.delete
+        for d in retention.decide(backups, policy):
             if d.keep:
                 _out(f"keep   {d.backup.id}  ({', '.join(d.reasons)})")
             elif dry_run:
                 _out(f"would delete {d.backup.id}")
             else:
-                store.delete(d.backup)
+                delete(d.backup)
                 _out(f"delete {d.backup.id}")
 
 

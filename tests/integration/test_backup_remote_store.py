@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backup_helpers import opsctl, write_config  # noqa: E402
@@ -77,3 +78,21 @@ def test_corrupt_remote_copy_is_refused_and_nothing_is_listed(setup):
     assert "no backups" in _run(cfg, "backup", "list").stdout
     assert not any((store / ".inprogress").iterdir())
     assert _run(cfg, "backup", "pull", "20990101T000000Z", code=64).stderr.startswith("error: no complete backup")
+
+
+def test_prune_remote_keeps_what_the_policy_keeps(setup):
+    cfg, root, store, vault = setup
+    data = yaml.safe_load(cfg.read_text())
+    data["backup"]["retention"] = {"daily": 1}
+    cfg.write_text(yaml.safe_dump(data))
+    for _ in range(3):
+        _run(cfg, "backup", "run", "--root", str(root))
+    ids = sorted(p.name for p in vault.iterdir())
+    assert len(ids) == 3
+    dry = _run(cfg, "backup", "prune", "--remote", "--dry-run").stdout
+    assert dry.count("would delete") == 2 and f"keep   {ids[-1]}" in dry
+    assert len(list(vault.iterdir())) == 3
+    _run(cfg, "backup", "prune", "--remote")
+    assert [p.name for p in vault.iterdir()] == [ids[-1]]
+    assert [m["id"] for m in json.loads(_run(cfg, "backup", "list", "--remote", "--format", "json").stdout)] == [ids[-1]]
+    assert len(json.loads(_run(cfg, "backup", "list", "--format", "json").stdout)) == 3  # the local store is its own
