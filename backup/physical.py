@@ -1,8 +1,12 @@
 """Physical backups with mariabackup: full, or incremental on a full (by LSN), streamed as mbstream
-through compression; restore = extract + prepare (+ apply incrementals) into a directory."""
+through compression; restore = extract + prepare (+ apply incrementals) into a directory, and optionally
+into the server's datadir: only while no server uses it, the old datadir moved aside (kept), the prepared
+files put in place with `mariabackup --move-back`, ownership taken from the old datadir."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import shutil
 import tempfile
@@ -13,7 +17,7 @@ from pathlib import Path
 from opsctl.backup.compression import Codec
 from opsctl.backup.mysql import MySQLTarget
 from opsctl.backup.proc import Stage, StreamResult, require, run_capture, stream_from_file, stream_to_file
-from opsctl.errors import UsageError
+from opsctl.errors import LockedError, UsageError
 
 
 @dataclass
@@ -83,3 +87,58 @@ def server_datadir(target: MySQLTarget) -> str:
             return cur.fetchone()[0]
     finally:
         conn.close()
+
+
+def server_using(datadir: Path) -> str | None:
+    """Why a server is using `datadir` (None: none is). A running InnoDB holds a lock on ibdata1; a server
+    process also has the datadir as its working directory."""
+    import psutil
+
+    real = datadir.resolve()
+    for proc in psutil.process_iter(["name", "cwd", "pid"]):
+        name = proc.info.get("name") or ""
+        if name in ("mariadbd", "mysqld") and proc.info.get("cwd") and Path(proc.info["cwd"]).resolve() == real:
+            return f"{name} (pid {proc.info['pid']}) runs on it"
+    ibdata = datadir / "ibdata1"
+    if ibdata.exists():
+        with open(ibdata, "rb+") as fh:
+            try:
+                fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return "ibdata1 is locked by a running server"
+            fcntl.lockf(fh, fcntl.LOCK_UN)
+    return None
+
+
+def restore_into_datadir(prepared: Path, datadir: Path, stamp: str) -> Path:
+    """Replace `datadir` by the prepared backup; returns where the previous datadir was kept.
+
+    Refuses while a server uses the datadir. The previous datadir is renamed (never deleted), a new empty
+    one gets its owner and mode, and `mariabackup --move-back` puts the files in place."""
+    why = server_using(datadir)
+    if why:
+        raise LockedError(f"MariaDB is still using {datadir}: {why}",
+                          hint="stop MariaDB on this node first (on a Galera node: and let it leave the cluster)")
+    tool = require("mariabackup")
+    kept = datadir.with_name(f"{datadir.name}.pre-restore-{stamp}")
+    owner = None
+    if datadir.exists():
+        st = datadir.stat()
+        owner = (st.st_uid, st.st_gid, st.st_mode & 0o7777)
+        os.rename(datadir, kept)
+    datadir.mkdir(mode=0o750)
+    try:
+        run_capture(Stage([tool, "--move-back", f"--target-dir={prepared}", f"--datadir={datadir}"]))
+    except BaseException:
+        shutil.rmtree(datadir, ignore_errors=True)
+        if kept.exists():
+            os.rename(kept, datadir)  # put the old one back: nothing changed
+        raise
+    if owner is not None:
+        uid, gid, mode = owner
+        os.chmod(datadir, mode)
+        for root, dirs, files in os.walk(datadir):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.lchown(name, uid, gid)
+    shutil.rmtree(prepared, ignore_errors=True)
+    return kept

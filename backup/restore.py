@@ -7,6 +7,7 @@ into the store as a `pre-restore` backup; files that would be overwritten are mo
 
 from __future__ import annotations
 
+import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from opsctl.backup import mysql, physical
 from opsctl.backup.compression import for_file
 from opsctl.backup.progress import Reporter
 from opsctl.backup.store import Backup, Item, Store, require_intact
-from opsctl.errors import OpsctlError, UsageError
+from opsctl.errors import LockedError, OpsctlError, UsageError
 
 
 @dataclass
@@ -27,6 +28,7 @@ class RestoreRequest:
     database: str | None = None
     files: str | None = None  # a file-set name (config, keys, rings...) or "all"
     physical_target: str | None = None  # directory to prepare a mariabackup into
+    physical_datadir: str | None = None  # or: prepare, then replace this (stopped) server's datadir
     root: str = "/"  # where file sets are extracted (the catalog paths are relative to it)
     host: str | None = None  # only file sets archived on this host (each goes back to the host it came from)
     dry_run: bool = False
@@ -43,8 +45,12 @@ class RestoreOutcome:
 
 def select_items(backup: Backup, req: RestoreRequest) -> list[Item]:
     items = backup.manifest.items
-    if req.physical_target:
-        return [i for i in items if i.type == "mariabackup"]
+    if req.physical_target or req.physical_datadir:
+        chosen = [i for i in items if i.type == "mariabackup"]
+        if not chosen:
+            raise UsageError(f"backup {backup.id} has no physical (mariabackup) part",
+                             hint="take one with 'opsctl backup run --physical full'")
+        return chosen
     if req.database:
         chosen = [i for i in items if i.type == "mysql-dump" and i.name == req.database]
         if not chosen:
@@ -115,8 +121,8 @@ def _restore(config, req: RestoreRequest, confirm: Callable[[str], bool], report
         with reporter.task("verify checksums", sum(i.size for i in items)) as advance:
             require_intact(backup, items, advance)
         outcome.actions.append(f"checksums of {len(items)} file(s) of backup {backup.id} verified")
-        if req.physical_target:
-            return _restore_physical(store, backup, req, outcome)
+        if req.physical_target or req.physical_datadir:
+            return _restore_physical(store, backup, req, outcome, confirm)
         target = mysql.target_from_config(config.database)
         dumps = [i for i in items if i.type == "mysql-dump"]
         file_items = [i for i in items if i.type == "files"]
@@ -200,19 +206,48 @@ def _safety_dump(config, databases: list[str]) -> str:
     return out.backup.id
 
 
-def _restore_physical(store: Store, backup: Backup, req: RestoreRequest, outcome: RestoreOutcome) -> RestoreOutcome:
+def _restore_physical(store: Store, backup: Backup, req: RestoreRequest, outcome: RestoreOutcome,
+                      confirm: Callable[[str], bool]) -> RestoreOutcome:
+    from datetime import datetime, timezone
+
     from opsctl.backup.run import physical_chain
 
     chain = physical_chain(store, backup)
     for b, item in chain[:-1]:
         require_intact(b, [item])
-    target = Path(req.physical_target)
     steps = [f"{b.id} ({item.details.get('mode')})" for b, item in chain]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    datadir = Path(req.physical_datadir) if req.physical_datadir else None
+    target = Path(req.physical_target) if req.physical_target else datadir.with_name(f".{datadir.name}.opsctl-prepare-{stamp}")
     if req.dry_run:
         outcome.actions.append(f"would extract and prepare {' + '.join(steps)} into {target}")
+        if datadir is not None:
+            why = physical.server_using(datadir)
+            outcome.actions.append(f"would move {datadir} aside to {datadir}.pre-restore-<time> and move the prepared "
+                                   "files into it (mariabackup --move-back), owned like the old one"
+                                   + (f"; refused now: {why}" if why else ""))
         return outcome
-    physical.prepare([(b.path / i.path, for_file(i.compression)) for b, i in chain], target)
-    outcome.actions.append(f"prepared {' + '.join(steps)} into {target}")
-    outcome.actions.append(f"to use it: stop MariaDB, move the datadir aside, then "
-                           f"'mariabackup --copy-back --target-dir={target}' and chown -R mysql: the datadir")
+    if datadir is not None:
+        why = physical.server_using(datadir)  # before the long prepare, and again just before replacing
+        if why:
+            raise LockedError(f"MariaDB is still using {datadir}: {why}",
+                              hint="stop MariaDB on this node first (on a Galera node: and let it leave the cluster)")
+        if not req.yes and not confirm(f"replace the datadir {datadir} (the current one is kept)?"):
+            raise UsageError("restore cancelled: nothing was changed", hint="pass --yes to restore without asking")
+    try:
+        physical.prepare([(b.path / i.path, for_file(i.compression)) for b, i in chain], target)
+        outcome.actions.append(f"prepared {' + '.join(steps)} into {target}")
+        if datadir is None:
+            outcome.actions.append(f"to use it: stop MariaDB, move the datadir aside, then "
+                                   f"'mariabackup --copy-back --target-dir={target}' and chown -R mysql: the datadir, "
+                                   "or let opsctl do it: --physical-datadir DATADIR")
+            return outcome
+        kept = physical.restore_into_datadir(target, datadir, stamp)
+    except BaseException:
+        if datadir is not None:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    outcome.kept.append(f"previous datadir moved to {kept}")
+    outcome.actions.append(f"{datadir} now holds {' + '.join(steps)}; start MariaDB (on a Galera node it rejoins "
+                           "with a state transfer, or bootstrap it if it is the first)")
     return outcome

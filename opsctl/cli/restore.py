@@ -28,6 +28,8 @@ def restore_cmd(
     component: Optional[str] = typer.Option(None, "--component", "-c", help="Restore this component (databases and files)."),
     files: Optional[str] = typer.Option(None, "--files", help="Restore file set(s): config, keys, rings, state, images or all."),
     physical: Optional[str] = typer.Option(None, "--physical", help="Prepare the mariabackup (and incrementals) into this directory."),
+    physical_datadir: Optional[str] = typer.Option(None, "--physical-datadir", help="Prepare, then replace this stopped "
+                                                   "server's datadir with it (the old one is kept)."),
     root: str = typer.Option("/", "--root", help="Extract files under this root instead of /."),
     host: Optional[str] = typer.Option(None, "--host", "-H", help="Only file sets archived on this host; "
                                        "file sets always go back to the host they came from (over SSH)."),
@@ -37,7 +39,10 @@ def restore_cmd(
 ) -> None:
     """Restore from a backup after verifying its checksums (a corrupt backup is refused, exit 65)."""
     st = state(ctx)
-    req = RestoreRequest(backup_id, component, database, files, physical, root, host, dry_run, yes, not no_keep)
+    if physical and physical_datadir:
+        raise UsageError("--physical and --physical-datadir: give one")
+    req = RestoreRequest(backup_id, component, database, files, physical, physical_datadir, root, host, dry_run, yes,
+                         not no_keep)
     outcome = restore(st.config, req, _confirm, Reporter(), inventory=lambda: st.inventory)
     for line in outcome.actions:
         typer.echo(mask(line))

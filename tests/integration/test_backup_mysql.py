@@ -355,3 +355,83 @@ def test_mariabackup_full_incremental_prepare(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _start_mariadbd(datadir: Path, sock: Path, log: Path) -> subprocess.Popen:
+    from opsctl.backup.launcher import free_port
+
+    proc = subprocess.Popen(["mariadbd", "--no-defaults", "--user=root", f"--datadir={datadir}", f"--socket={sock}",
+                             f"--port={free_port()}", "--bind-address=127.0.0.1", f"--log-error={log}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:] if log.exists() else "no log"
+        time.sleep(0.1)
+    return proc
+
+
+def _sql(sock: Path, query: str) -> list[str]:
+    out = subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "-N", "-e", query],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_physical_restore_into_a_stopped_servers_datadir(tmp_path):
+    """--physical-datadir: refused while a server runs on the datadir; then the old datadir is kept aside,
+    the prepared backup moved in with mariabackup --move-back, ownership kept, and the server starts on it."""
+    from opsctl.backup.launcher import ThrowawayMariaDB
+
+    import yaml
+    store = tmp_path / "store"
+    with ThrowawayMariaDB() as server:
+        conn = server.target.connect()
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE bk_dd")
+            cur.execute("CREATE TABLE bk_dd.t (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(20))")
+            cur.execute("INSERT INTO bk_dd.t (v) VALUES ('from-backup')")
+        conn.close()
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(yaml.safe_dump({"database": {"socket": server.socket, "user": "root"},
+                                       "backup": {"store": str(store), "components": ["keystone"]},
+                                       "components": {"keystone": {"databases": [], "config_dirs": [], "key_dirs": []}}}))
+        _run_ok(cfg, None, "backup", "run", "--physical", "full", "--no-files")
+
+    # the node to repair: its own datadir (initialised, with other data), owned by a non-root user
+    datadir = tmp_path / "node" / "mysql"
+    datadir.parent.mkdir()
+    subprocess.run(["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={datadir}", "--skip-test-db",
+                    "--auth-root-authentication-method=normal"], check=True, capture_output=True)
+    sock, log = tmp_path / "node.sock", tmp_path / "node.err"
+    proc = _start_mariadbd(datadir, sock, log)
+    try:
+        _sql(sock, "CREATE DATABASE current_only")
+        refused = opsctl(cfg, "restore", "--physical-datadir", str(datadir), "--yes")
+        assert refused.returncode == 75, refused.stdout + refused.stderr
+        assert "still using" in refused.stderr and "Traceback" not in refused.stderr
+        assert "current_only" in _sql(sock, "SHOW DATABASES")  # nothing was touched
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    os.chown(datadir, 4242, 4343)
+    os.chmod(datadir, 0o750)
+
+    dry = _run_ok(cfg, None, "restore", "--physical-datadir", str(datadir), "--dry-run")
+    assert "would move" in dry.stdout and "refused now" not in dry.stdout
+    out = opsctl(cfg, "restore", "--physical-datadir", str(datadir), input="n\n")
+    assert out.returncode == 64 and (datadir / "current_only").is_dir()  # no terminal, no --yes: nothing changed
+
+    out = _run_ok(cfg, None, "restore", "--physical-datadir", str(datadir), "--yes")
+    assert "previous datadir moved to" in out.stdout
+    kept = [p for p in datadir.parent.iterdir() if p.name.startswith("mysql.pre-restore-")]
+    assert len(kept) == 1 and (kept[0] / "current_only").is_dir()
+    assert not [p for p in datadir.parent.iterdir() if "opsctl-prepare" in p.name]  # staging cleaned up
+    st = os.stat(datadir / "bk_dd" / "t.ibd")
+    assert (st.st_uid, st.st_gid) == (4242, 4343) and (os.stat(datadir).st_mode & 0o777) == 0o750
+    proc = _start_mariadbd(datadir, sock, tmp_path / "node2.err")
+    try:
+        assert _sql(sock, "SELECT v FROM bk_dd.t") == ["from-backup"]
+        assert "current_only" not in _sql(sock, "SHOW DATABASES")
+    finally:
+        proc.terminate()
+        proc.wait(60)
