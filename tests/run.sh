@@ -10,7 +10,7 @@ log() { echo "[run.sh $((SECONDS - T0))s] $*"; }
 
 PKGS=(mariadb-server mariadb-client mariadb-backup rabbitmq-server openssh-server openssh-client
       prometheus memcached iproute2 curl procps zstd pigz ca-certificates chrony galera-4 rsync sudo
-      uwsgi-core uwsgi-plugin-python3)
+      uwsgi-core uwsgi-plugin-python3 systemd python3-oslo.log python3-systemd)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

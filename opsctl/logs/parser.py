@@ -409,6 +409,9 @@ class Assembler:
             m = OSLO_RE.match(text)
             if m:
                 return self._oslo(m, offset, end)
+            m = JOURNAL_RE.match(text)  # journalctl -o short-iso(-precise)
+            if m:
+                return self._journal(m, offset, end)
         elif c0 == "[":
             m = GUNICORN_RE.match(text)
             if m:
@@ -527,7 +530,46 @@ JOURNAL_EXPORT_MAGIC = b"__CURSOR="
 
 def parse_journal_export(stream: IO[bytes], max_field_bytes: int, *, host: str = "", path: str = "",
                          start: int = 0) -> Iterator[Event]:
-    """Records of `journalctl -o export`: KEY=value lines, binary fields as KEY\\n<le64 length><data>\\n."""
+    """Events of `journalctl -o export`: KEY=value lines, binary fields as KEY\\n<le64 length><data>\\n.
+
+    A record sent by a logging library (oslo.log's journal handler) is one event. A service that logs to
+    stdout/stderr under systemd (devstack) gives one record per line: those are assembled into events
+    like the lines of a log file, so a traceback stays with its error."""
+    assembler = Assembler(host=host, path=path)
+    for rec_start, rec_end, fields in _export_records(stream, max_field_bytes, start):
+        if fields.get("_TRANSPORT") == "stdout":
+            done = assembler.feed(rec_start, _as_journal_line(fields, host).encode(), end=rec_end)
+            if done is not None:
+                yield done
+            continue
+        done = assembler.flush()
+        if done is not None:
+            yield done
+        yield _journal_event(fields, host, path, rec_start, rec_end)
+    done = assembler.flush()
+    if done is not None:
+        yield done
+
+
+def _as_journal_line(f: dict[str, str], host: str) -> str:
+    """A stdout record as the line `journalctl -o short-iso-precise` would print (in UTC)."""
+    raw_ts = f.get("_SOURCE_REALTIME_TIMESTAMP") or f.get("__REALTIME_TIMESTAMP") or ""
+    ts = datetime.fromtimestamp(int(raw_ts) / 1e6, timezone.utc) if raw_ts.isdigit() else datetime.now(timezone.utc)
+    ident = f.get("SYSLOG_IDENTIFIER") or f.get("_COMM") or "unknown"
+    pid = f.get("_PID") or f.get("SYSLOG_PID")
+    return (f"{ts.strftime('%Y-%m-%dT%H:%M:%S.%f')}+0000 {f.get('_HOSTNAME') or host or 'localhost'} "
+            f"{ident}{f'[{pid}]' if pid else ''}: {f.get('MESSAGE', '')}")
+
+
+def _export_records(stream: IO[bytes], max_field_bytes: int, start: int) -> Iterator[tuple[int, int, dict[str, str]]]:
+    """(start offset, end offset, fields) of each record; MESSAGE without terminal colour codes."""
+    for rec_start, rec_end, fields in _raw_export_records(stream, max_field_bytes, start):
+        if "\x1b" in fields.get("MESSAGE", ""):
+            fields["MESSAGE"] = ANSI_RE.sub("", fields["MESSAGE"])
+        yield rec_start, rec_end, fields
+
+
+def _raw_export_records(stream: IO[bytes], max_field_bytes: int, start: int) -> Iterator[tuple[int, int, dict[str, str]]]:
     offset = start
     fields: dict[str, str] = {}
     rec_start = offset
@@ -538,7 +580,7 @@ def parse_journal_export(stream: IO[bytes], max_field_bytes: int, *, host: str =
         consumed = len(line)
         if line in (b"\n", b"\r\n"):
             if fields:
-                yield _journal_event(fields, host, path, rec_start, offset + consumed)
+                yield rec_start, offset + consumed, fields
             fields = {}
             offset += consumed
             rec_start = offset
@@ -572,7 +614,18 @@ def parse_journal_export(stream: IO[bytes], max_field_bytes: int, *, host: str =
             fields[decode(body)] = decode(keep)
         offset += consumed
     if fields:
-        yield _journal_event(fields, host, path, rec_start, offset)
+        yield rec_start, offset, fields
+
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colour codes (oslo's ColorHandler on stderr)
+_CONT_PREFIX = re.compile(r"(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)? +\d+ +)?" + _LEVEL_RE
+                          + r" (?P<logger>\S+) (?:\[instance: [0-9a-fA-F-]{36}\] )?")
+
+
+def _strip_prefix(line: str, logger: str) -> str:
+    """A traceback line of a journal record without oslo's exception prefix (same logger only)."""
+    m = _CONT_PREFIX.match(line)
+    return line[m.end():] if m and m["logger"] == logger else line
 
 
 def _journal_event(f: dict[str, str], host: str, path: str, start: int, end: int) -> Event:
@@ -584,19 +637,25 @@ def _journal_event(f: dict[str, str], host: str, path: str, start: int, end: int
     level = f.get("LOGGER_LEVEL") or SYSLOG_PRIORITY.get(f.get("PRIORITY", "6"), "INFO")
     level = LEVEL_ALIASES.get(level, level)
     logger = f.get("LOGGER_NAME", f.get("SYSLOG_IDENTIFIER", ""))
-    inner = JOURNAL_OSLO_RE.match(message)
-    if inner and not f.get("LOGGER_LEVEL"):
-        level, logger, message = LEVEL_ALIASES.get(inner["level"], inner["level"]), inner["logger"], inner["rest"]
+    # oslo.log's journal handler sends the formatted record: MESSAGE repeats level, logger and context
+    # (full oslo format, or devstack's "LEVEL logger [ctx] msg"), and every traceback line carries the
+    # exception prefix. Strip both so the event looks like the same record read from a log file.
+    inner = OSLO_RE.match(message) or JOURNAL_OSLO_RE.match(message)
+    if inner and (not f.get("LOGGER_NAME") or inner["logger"] == f["LOGGER_NAME"]):
+        if not f.get("LOGGER_LEVEL"):
+            level = LEVEL_ALIASES.get(inner["level"], inner["level"])
+        logger, message = inner["logger"], inner["rest"]
     ctx, message, _ = _split_context(message)
     first, _, rest = message.partition("\n")
-    lines = rest.split("\n") if rest else []
+    lines = [_strip_prefix(line, logger) for line in rest.split("\n")] if rest else []
     if f.get("EXCEPTION_TEXT") and not lines:
         lines = f["EXCEPTION_TEXT"].split("\n")
     request_id = f.get("REQUEST_ID") or ctx.get("request_id")
     pid = f.get("_PID") or f.get("SYSLOG_PID")
     return Event(ts=ts, level=level, message=first, logger=logger, pid=int(pid) if pid and pid.isdigit() else None,
                  request_id=request_id, global_request_id=f.get("GLOBAL_REQUEST_ID") or ctx.get("global_request_id"),
-                 user=f.get("USER_ID") or ctx.get("user"), project=f.get("PROJECT_ID") or ctx.get("project"),
+                 user=f.get("USER_ID") or f.get("USER_NAME") or ctx.get("user"),
+                 project=f.get("PROJECT_ID") or f.get("PROJECT_NAME") or ctx.get("project"),
                  instance=ctx.get("instance"), _lines=lines[:MAX_CONTINUATION_LINES], fmt="journal-export",
                  host=f.get("_HOSTNAME", host), service=f.get("SYSLOG_IDENTIFIER", ""), path=path, offset=start, end=end)
 

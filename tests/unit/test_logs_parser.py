@@ -102,8 +102,8 @@ def test_journald_text_with_bare_eventlet_traceback(shared_data):
 
 
 def test_journald_export_format_with_binary_multiline_field():
-    # `journalctl -o export` serialises multi-line MESSAGE fields in the binary form; built here from the
-    # documented format because no real export capture with an oslo traceback is available to us.
+    # `journalctl -o export` serialises multi-line MESSAGE fields in the binary form (built here by hand;
+    # tests/integration/test_logs_journald.py reads the real journald written by the real oslo.log).
     msg = ("Unexpected error: boom\nTraceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
            "ValueError: bad value").encode()
     rec1 = (b"__CURSOR=s=abc\n__REALTIME_TIMESTAMP=1764000000123456\nPRIORITY=3\n_HOSTNAME=compute1\n"
