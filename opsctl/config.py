@@ -161,6 +161,9 @@ class LogsSection(Strict):
     workers: int | None = Field(None, ge=1, le=64)  # processes scanning local files (default: CPU count)
     ship_settle_seconds: float = Field(5.0, ge=0)  # a file's last event is shipped once it is this old
     timezone: str | None = None  # zone of the naive timestamps in the logs (IANA name); default: this machine's
+    # services that log to journald (OpenStack-Ansible, devstack): read with journalctl on hosts where none of
+    # the selected services has a log file (auto), also for the services without files (always), or never
+    journal: Literal["auto", "always", "never"] = "auto"
 
 
 class ElasticsearchSection(Strict):

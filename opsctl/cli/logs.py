@@ -42,8 +42,9 @@ class Sources:
     window: Window
 
 
-def _sources(ctx: typer.Context, hosts, roles, services, components, paths, since, until) -> Sources:
+def _sources(ctx: typer.Context, hosts, roles, services, components, paths, since, until, journal: bool = True) -> Sources:
     st = common.state(ctx)
+    journal = st.config.logs.journal if journal else "never"
     set_log_timezone(st.config.logs.timezone)
     window = Window(parse_when(since), parse_when(until))
     if window.since and window.until and window.since > window.until:
@@ -58,7 +59,7 @@ def _sources(ctx: typer.Context, hosts, roles, services, components, paths, sinc
     def one(spec):
         host = spec.connect()
         return host, discover(host, st.catalog, components=components or (), services=services or (),
-                              since=window.since, paths=paths or ())
+                              since=window.since, paths=paths or (), journal=journal)
 
     from opsctl.fanout import fan_out
 
@@ -258,7 +259,8 @@ def ship_cmd(
     from opsctl.exporters.elasticsearch import ship
 
     st = common.state(ctx)
-    src = _sources(ctx, hosts, roles, services, components, paths, None, None)
+    # checkpoints are byte offsets in files: journald has its own forwarding (journal-upload, or an ES beat)
+    src = _sources(ctx, hosts, roles, services, components, paths, None, None, journal=False)
     try:
         report = ship(st.config, src.hosts, src.files)
     finally:

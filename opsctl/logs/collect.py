@@ -34,11 +34,14 @@ def file_events(host: Host, lf: LogFile, *, max_line_bytes: int, tokens: Sequenc
                 start: int = 0) -> Iterator[Event]:
     """Events of one file. With tokens, oslo.log files go through the byte-level prefilter and only events
     whose lines contain a token (or continue such a line) come out."""
-    with open_log(host, lf.path) as probe:
-        head = read_head(probe)
-    journal = head.startswith(JOURNAL_EXPORT_MAGIC)
-    fast = bool(tokens) and not journal and sniff_oslo(head)
-    with open_log(host, lf.path, unbuffered=fast) as stream:
+    if lf.journal:  # journalctl -o export on the host (a stream: no probe, no seek)
+        journal, fast = True, False
+    else:
+        with open_log(host, lf.path) as probe:
+            head = read_head(probe)
+        journal = head.startswith(JOURNAL_EXPORT_MAGIC)
+        fast = bool(tokens) and not journal and sniff_oslo(head)
+    with open_log(host, lf.path, unbuffered=fast, since=lf.since) as stream:
         if start:
             stream.seek(start)
         if journal:

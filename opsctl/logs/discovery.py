@@ -1,13 +1,18 @@
 """Find the log files of each service on a host from the component catalog (globs, log dirs), rotated and
-compressed ones included, and open them as byte streams (gzip transparently) on local or remote hosts."""
+compressed ones included, and open them as byte streams (gzip transparently) on local or remote hosts.
+
+Services that log to journald instead (OpenStack-Ansible, devstack) are read with `journalctl -o export`
+on the host: one pseudo file `journal:<identifier>,...` per host, matched by syslog identifier."""
 
 from __future__ import annotations
 
 import fnmatch
 import gzip
 import hashlib
+import io
 import logging
 import posixpath
+import time
 import zlib
 from dataclasses import dataclass
 from typing import IO, Mapping, Sequence
@@ -31,10 +36,18 @@ class LogFile:
     service: str
     size: int
     mtime: float
+    since: float | None = None  # journal sources: read from this time on
 
     @property
     def compressed(self) -> bool:
         return self.path.endswith(".gz")
+
+    @property
+    def journal(self) -> bool:
+        return self.path.startswith(JOURNAL_PREFIX)
+
+
+JOURNAL_PREFIX = "journal:"
 
 
 def guess_service(path: str, catalog: Mapping[str, Component], default: tuple[str, str] = ("", "")) -> tuple[str, str]:
@@ -60,8 +73,11 @@ def guess_service(path: str, catalog: Mapping[str, Component], default: tuple[st
 
 
 def discover(host: Host, catalog: Mapping[str, Component], *, components: Sequence[str] = (), services: Sequence[str] = (),
-             since: float | None = None, paths: Sequence[str] = ()) -> list[LogFile]:
-    """Log files on one host, newest content last per service; files last written before `since` are skipped."""
+             since: float | None = None, paths: Sequence[str] = (), journal: str = "never") -> list[LogFile]:
+    """Log files on one host, newest content last per service; files last written before `since` are skipped.
+
+    journal: "auto" reads the journal of the selected services when none of them has a log file here,
+    "always" also where they do (for the services without files), "never" not at all (nor with --path)."""
     found: dict[str, tuple[str, str]] = {}
     if paths:
         for pattern in paths:
@@ -97,7 +113,64 @@ def discover(host: Host, catalog: Mapping[str, Component], *, components: Sequen
         if st.is_dir or (since is not None and st.mtime < since):
             continue
         files.append(LogFile(host.name, path, cname, sname, st.size, st.mtime))
-    return sorted(files, key=lambda f: (f.service, -f.mtime, f.path))
+    files.sort(key=lambda f: (f.service, -f.mtime, f.path))
+    # auto: a host whose services log nowhere we know (OpenStack-Ansible and devstack log to journald)
+    if (journal == "always" or (journal == "auto" and not files)) and not paths:
+        with_files = {f.service for f in files}
+        idents: list[str] = []
+        for comp in catalog.values():
+            if components and comp.name not in components:
+                continue
+            for svc in comp.services:
+                if (services and svc.name not in services) or svc.name in with_files:
+                    continue
+                for ident in (svc.name, *svc.processes):
+                    if ident not in idents and "/" not in ident and not ident.startswith("python"):
+                        idents.append(ident)
+        if idents and _has_journalctl(host):
+            files.append(LogFile(host.name, JOURNAL_PREFIX + ",".join(idents), "", "", 0, time.time(), since))
+    return files
+
+
+def _has_journalctl(host: Host) -> bool:
+    try:
+        return host.run(["journalctl", "--version"], timeout=10).ok
+    except Exception as exc:  # noqa: BLE001 - no journalctl (or no way to run it): no journal source
+        log.debug("%s: no journalctl: %s", host.name, exc)
+        return False
+
+
+def journal_argv(lf: LogFile) -> list[str]:
+    argv = ["journalctl", "--no-pager", "--quiet", "-o", "export"]
+    for ident in lf.path[len(JOURNAL_PREFIX):].split(","):
+        argv += ["-t", ident]
+    if lf.since is not None:
+        argv.append(f"--since=@{int(lf.since)}")
+    return argv
+
+
+class _SpawnedRaw(io.RawIOBase):
+    """A running command's stdout as a raw stream (for a BufferedReader); closing stops the command."""
+
+    def __init__(self, proc):
+        self.proc = proc
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        data = self.proc.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.proc.kill()
+            try:
+                self.proc.wait()
+            except Exception:  # noqa: BLE001 - killed on purpose: its exit status does not matter
+                pass
+        super().close()
 
 
 def _glob(host: Host, pattern: str) -> list[str]:
@@ -108,9 +181,12 @@ def _glob(host: Host, pattern: str) -> list[str]:
         return []
 
 
-def open_log(host: Host, path: str, *, unbuffered: bool = False) -> IO[bytes]:
+def open_log(host: Host, path: str, *, unbuffered: bool = False, since: float | None = None) -> IO[bytes]:
     """A binary stream of the file's (uncompressed) content; buffered unless asked for a plain local file
     read in big chunks (then the caller's buffer is filled directly)."""
+    if path.startswith(JOURNAL_PREFIX):
+        argv = journal_argv(LogFile(host.name, path, "", "", 0, 0.0, since))
+        return io.BufferedReader(_SpawnedRaw(host.spawn(argv, timeout=3600)), BUFFER)
     if isinstance(host, LocalHost):
         raw: IO[bytes] = open(path, "rb", buffering=0 if unbuffered and not path.endswith(".gz") else BUFFER)
     else:

@@ -130,7 +130,12 @@ def _check_groups(groups: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def captures(journald, emitter, tmp_path_factory):
+def started():
+    return time.time() - 1
+
+
+@pytest.fixture(scope="module")
+def captures(journald, emitter, started, tmp_path_factory):
     """The same records logged both ways, saved as operators save them."""
     d = tmp_path_factory.mktemp("captures")
     native = subprocess.run([str(emitter), "journal", REQ, GLOBAL], capture_output=True, text=True, timeout=60)
@@ -186,3 +191,52 @@ def test_same_failure_same_fingerprint_however_it_was_logged(captures, tmp_path,
     prints = {name: _check_groups(_errors(tmp_path / name, path, capsys)) for name, path in captures.items()
               if not (tmp_path / name).mkdir()}
     assert len(set(prints.values())) == 1, prints
+
+
+def test_logs_errors_reads_the_journal_where_services_have_no_log_files(captures, started, tmp_path, capsys):
+    """OpenStack-Ansible and devstack log to journald: with no nova log file on the host, `opsctl logs errors`
+    runs journalctl on it (identifiers from the catalog) and finds both the native and the stdout records."""
+    from datetime import datetime, timezone
+
+    cfg = tmp_path / "opsctl.yaml"
+    empty = tmp_path / "no-logs"
+    empty.mkdir()
+    cfg.write_text(yaml.safe_dump({"logs": {"state_dir": str(tmp_path / "state")},
+                                   "components": {"nova": {"log_dirs": [str(empty)]}}}))
+    since = datetime.fromtimestamp(started, timezone.utc).isoformat()
+    rc = main(["--config", str(cfg), "logs", "errors", "-c", "nova", "--since", since, "--format", "json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    doc = json.loads(out.out)
+    assert isinstance(doc, dict), out.out[:500]
+    [group] = [g for g in doc["errors"] if g["exception"] == "ConnectionRefusedError"]
+    assert group["count"] == 6 and group["services"] == {"nova-compute": 6}  # 3 native + 3 reassembled
+    cfg_never = tmp_path / "never.yaml"
+    cfg_never.write_text(yaml.safe_dump({"logs": {"state_dir": str(tmp_path / "state2"), "journal": "never"},
+                                         "components": {"nova": {"log_dirs": [str(empty)]}}}))
+    rc = main(["--config", str(cfg_never), "logs", "errors", "-c", "nova", "--since", since, "--format", "json"])
+    out = capsys.readouterr()
+    assert rc == 0 and json.loads(out.out)["errors"] == [] and "no log files found" in out.err
+
+    rc = main(["--config", str(cfg), "logs", "trace", REQ, "-c", "nova", "--since", since, "--format", "json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert len(json.loads(out.out)) == 10  # 5 log calls, logged both ways
+
+
+def test_the_journal_of_a_remote_host_is_read_over_ssh(captures, started, ssh_hosts, tmp_path, capsys):
+    """journalctl runs on the host (a real sshd in a namespace; it shares this machine's journal)."""
+    from datetime import datetime, timezone
+
+    empty = tmp_path / "no-logs"
+    empty.mkdir()
+    cfg = tmp_path / "opsctl.yaml"
+    cfg.write_text(yaml.safe_dump({"logs": {"state_dir": str(tmp_path / "state")},
+                                   "inventory": ssh_hosts.inventory({"compute1": ["compute"]}),
+                                   "components": {"nova": {"log_dirs": [str(empty)]}}}))
+    since = datetime.fromtimestamp(started, timezone.utc).isoformat()
+    rc = main(["--config", str(cfg), "logs", "errors", "-H", "compute1", "-c", "nova", "--since", since, "--format", "json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    [group] = [g for g in json.loads(out.out)["errors"] if g["exception"] == "ConnectionRefusedError"]
+    assert group["count"] == 6 and group["hosts"] == {"compute1": 6}
