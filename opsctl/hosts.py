@@ -515,6 +515,7 @@ class _SSHSpawned:
         self._err = bytearray()
         self._rc: int | None = None
         self._sudo_error = sudo_error  # set when the command runs under sudo: makes its refusal an error
+        self._killed = False
 
     def _drain_stderr(self) -> None:
         while self._chan.recv_stderr_ready():
@@ -567,6 +568,9 @@ class _SSHSpawned:
     def wait(self) -> int:
         if self._rc is not None:
             return self._rc
+        if self._killed and not self._chan.exit_status_ready():
+            self._rc = -9  # hung up on: no exit status will come
+            return self._rc
         self.close_stdin()
         try:
             while not self._chan.exit_status_ready():
@@ -592,6 +596,7 @@ class _SSHSpawned:
 
     def kill(self) -> None:
         # closing the channel makes sshd hang up the session; `timeout` on the far side ends the rest
+        self._killed = True
         self._chan.close()
 
 

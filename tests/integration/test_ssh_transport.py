@@ -199,3 +199,25 @@ def test_cli_inventory_ping_and_check_over_ssh(ssh_hosts, tmp_path):
     doc = json.loads(out.stdout)
     assert [(r["check"], r["host"]) for r in doc["results"]] == [("host.load", "compute1")]
     assert out.returncode == doc["code"]
+
+
+def test_a_stream_closed_early_stops_the_remote_command(ssh_hosts):
+    """Streams (remote tar, journalctl) abandoned mid-way: closing returns at once and the command ends."""
+    import io
+
+    from opsctl.logs.discovery import _SpawnedRaw
+
+    host = SSHHost("compute1", settings(ssh_hosts, "compute1"))
+    try:
+        stream = io.BufferedReader(_SpawnedRaw(host.spawn(["yes", "opsctl-stream-probe"])))
+        assert stream.read(100_000).startswith(b"opsctl-stream-probe\n")
+        t0 = time.monotonic()
+        stream.close()
+        assert time.monotonic() - t0 < 2
+        deadline = time.monotonic() + 10
+        while any("opsctl-stream-probe" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+            assert time.monotonic() < deadline, "the remote command outlived its stream"
+            time.sleep(0.2)
+        assert host.run(["true"]).ok  # the connection is still usable
+    finally:
+        host.close()
