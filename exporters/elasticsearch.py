@@ -4,11 +4,14 @@ Shipping is exactly-once in effect: every document has a deterministic `_id` (ho
 offset, where the file identity is a hash of its first line, so a renamed/rotated/compressed copy of the
 same file yields the same ids), and each file's checkpoint (identity -> next offset) is written to disk
 only after the bulk request holding its documents succeeded. A failed or interrupted run re-sends at most
-one batch per file, which overwrites the same ids: nothing lost, nothing duplicated.
+one batch per file, which overwrites the same ids: nothing lost, nothing duplicated. A host's journal
+(services logging to journald) works the same way with the journald cursor: the document id is the
+record's cursor and the checkpoint the cursor of the last shipped record (`journalctl --after-cursor`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -212,6 +215,45 @@ def ship_file(client, index: str, host: Host, lf: LogFile, checkpoints: Checkpoi
     return shipped
 
 
+def ship_journal(client, index: str, host: Host, lf: LogFile, checkpoints: Checkpoints, *, max_line_bytes: int,
+                 batch_size: int, settle_seconds: float, on_batch: Callable[[int], None] | None = None,
+                 report: ShipReport) -> int:
+    """Ship a host's journal (journalctl -o export) after the cursor of the last shipped record. Documents are
+    named after their record's cursor; the newest event waits until it is `settle_seconds` old (a traceback
+    logged line by line may still be coming)."""
+    key = f"{host.name}:{lf.path}"
+    cursor = checkpoints.files.get(key, {}).get("cursor")
+    source = dataclasses.replace(lf, cursor=cursor, since=None)
+    shipped = 0
+    batch: list[tuple[str, dict]] = []
+    last = cursor
+
+    def flush() -> None:
+        nonlocal batch, shipped
+        _bulk(client, index, batch)
+        checkpoints.commit(key, 0, cursor=last, host=host.name, path=lf.path)
+        shipped += len(batch)
+        report.batches += 1
+        batch = []
+        if on_batch:
+            on_batch(report.shipped + shipped)
+
+    prev = None
+    for ev in file_events(host, source, max_line_bytes=max_line_bytes):
+        if prev is not None and prev.cursor and prev.cursor_end:
+            batch.append((hashlib.sha1(f"{host.name}\x00journal\x00{prev.cursor}".encode()).hexdigest(), event_document(prev)))
+            last = prev.cursor_end
+            if len(batch) >= batch_size:
+                flush()
+        prev = ev
+    if prev is not None and prev.cursor and prev.cursor_end and prev.ts is not None and time.time() - prev.ts >= settle_seconds:
+        batch.append((hashlib.sha1(f"{host.name}\x00journal\x00{prev.cursor}".encode()).hexdigest(), event_document(prev)))
+        last = prev.cursor_end
+    if batch:
+        flush()
+    return shipped
+
+
 def ship(config: Config, hosts: Sequence[Host], files_by_host: dict[str, list[LogFile]], *,
          client=None, on_batch: Callable[[int], None] | None = None) -> ShipReport:
     """Ship every file's new events to the log index; raise UnavailableError when Elasticsearch fails."""
@@ -231,7 +273,8 @@ def ship(config: Config, hosts: Sequence[Host], files_by_host: dict[str, list[Lo
             # oldest first so rotated files are shipped before the live one
             for lf in sorted(files, key=lambda f: f.mtime):
                 try:
-                    n = ship_file(client, section.index, host, lf, checkpoints, max_line_bytes=config.logs.max_line_bytes,
+                    shipper = ship_journal if lf.journal else ship_file
+                    n = shipper(client, section.index, host, lf, checkpoints, max_line_bytes=config.logs.max_line_bytes,
                                   batch_size=section.bulk_size, settle_seconds=config.logs.ship_settle_seconds,
                                   on_batch=on_batch, report=report)
                 except READ_ERRORS as exc:  # what was shipped before the break is checkpointed

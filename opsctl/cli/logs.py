@@ -42,9 +42,9 @@ class Sources:
     window: Window
 
 
-def _sources(ctx: typer.Context, hosts, roles, services, components, paths, since, until, journal: bool = True) -> Sources:
+def _sources(ctx: typer.Context, hosts, roles, services, components, paths, since, until) -> Sources:
     st = common.state(ctx)
-    journal = st.config.logs.journal if journal else "never"
+    journal = st.config.logs.journal
     set_log_timezone(st.config.logs.timezone)
     window = Window(parse_when(since), parse_when(until))
     if window.since and window.until and window.since > window.until:
@@ -259,8 +259,7 @@ def ship_cmd(
     from opsctl.exporters.elasticsearch import ship
 
     st = common.state(ctx)
-    # checkpoints are byte offsets in files: journald has its own forwarding (journal-upload, or an ES beat)
-    src = _sources(ctx, hosts, roles, services, components, paths, None, None, journal=False)
+    src = _sources(ctx, hosts, roles, services, components, paths, None, None)
     try:
         report = ship(st.config, src.hosts, src.files)
     finally:

@@ -41,7 +41,7 @@ def file_events(host: Host, lf: LogFile, *, max_line_bytes: int, tokens: Sequenc
             head = read_head(probe)
         journal = head.startswith(JOURNAL_EXPORT_MAGIC)
         fast = bool(tokens) and not journal and sniff_oslo(head)
-    with open_log(host, lf.path, unbuffered=fast, since=lf.since) as stream:
+    with open_log(host, lf.path, unbuffered=fast, since=lf.since, cursor=lf.cursor) as stream:
         if start:
             stream.seek(start)
         if journal:

@@ -37,6 +37,7 @@ class LogFile:
     size: int
     mtime: float
     since: float | None = None  # journal sources: read from this time on
+    cursor: str | None = None  # journal sources: read the records after this one
 
     @property
     def compressed(self) -> bool:
@@ -144,7 +145,9 @@ def journal_argv(lf: LogFile) -> list[str]:
     argv = ["journalctl", "--no-pager", "--quiet", "-o", "export"]
     for ident in lf.path[len(JOURNAL_PREFIX):].split(","):
         argv += ["-t", ident]
-    if lf.since is not None:
+    if lf.cursor:
+        argv.append(f"--after-cursor={lf.cursor}")
+    elif lf.since is not None:
         argv.append(f"--since=@{int(lf.since)}")
     return argv
 
@@ -181,11 +184,12 @@ def _glob(host: Host, pattern: str) -> list[str]:
         return []
 
 
-def open_log(host: Host, path: str, *, unbuffered: bool = False, since: float | None = None) -> IO[bytes]:
+def open_log(host: Host, path: str, *, unbuffered: bool = False, since: float | None = None,
+             cursor: str | None = None) -> IO[bytes]:
     """A binary stream of the file's (uncompressed) content; buffered unless asked for a plain local file
     read in big chunks (then the caller's buffer is filled directly)."""
     if path.startswith(JOURNAL_PREFIX):
-        argv = journal_argv(LogFile(host.name, path, "", "", 0, 0.0, since))
+        argv = journal_argv(LogFile(host.name, path, "", "", 0, 0.0, since, cursor))
         return io.BufferedReader(_SpawnedRaw(host.spawn(argv, timeout=3600)), BUFFER)
     if isinstance(host, LocalHost):
         raw: IO[bytes] = open(path, "rb", buffering=0 if unbuffered and not path.endswith(".gz") else BUFFER)

@@ -79,6 +79,8 @@ class Event:
     _raw: bool = False  # some of _lines are still bytes
     _date: str = ""  # the oslo timestamp text of the first line
     _fastp: bytes | None = None  # the exact prefix oslo gives this event's traceback lines
+    cursor: str | None = None  # journald: cursor of the event's first record (its document id)
+    cursor_end: str | None = None  # journald: cursor of its last record (where shipping resumes)
 
     @property
     def lines(self) -> list[str]:
@@ -536,19 +538,30 @@ def parse_journal_export(stream: IO[bytes], max_field_bytes: int, *, host: str =
     stdout/stderr under systemd (devstack) gives one record per line: those are assembled into events
     like the lines of a log file, so a traceback stays with its error."""
     assembler = Assembler(host=host, path=path)
+    pending: list[tuple[int, int, str | None]] = []  # (start, end, cursor) of the records the assembler holds
+
+    def assembled(ev: Event) -> Event:
+        ev.cursor = next((c for a, _, c in pending if a == ev.offset), None)
+        ev.cursor_end = next((c for _, b, c in pending if b == ev.end), None)
+        pending[:] = [r for r in pending if r[1] > ev.end]
+        return ev
+
     for rec_start, rec_end, fields in _export_records(stream, max_field_bytes, start):
         if fields.get("_TRANSPORT") == "stdout":
             done = assembler.feed(rec_start, _as_journal_line(fields, host).encode(), end=rec_end)
+            pending.append((rec_start, rec_end, fields.get("__CURSOR")))
             if done is not None:
-                yield done
+                yield assembled(done)
             continue
         done = assembler.flush()
         if done is not None:
-            yield done
-        yield _journal_event(fields, host, path, rec_start, rec_end)
+            yield assembled(done)
+        ev = _journal_event(fields, host, path, rec_start, rec_end)
+        ev.cursor = ev.cursor_end = fields.get("__CURSOR")
+        yield ev
     done = assembler.flush()
     if done is not None:
-        yield done
+        yield assembled(done)
 
 
 def _as_journal_line(f: dict[str, str], host: str) -> str:
