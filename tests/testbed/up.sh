@@ -542,6 +542,19 @@ if not c.network.find_subnet("private-sub"):
 print("agents:", [(a.agent_type, a.host, a.is_alive) for a in c.network.agents()])
 print("nova services:", [(s.binary, s.state) for s in c.compute.services()])
 print("hypervisors:", [(h.name, h.hypervisor_type, h.state) for h in c.compute.hypervisors()])
+# a testbed brought up again (re-runs on one machine) must not run into the instance/volume quotas
+old = [s for s in c.compute.servers() if (s.name or "").startswith("smoke-")]
+for s in old:
+    c.compute.delete_server(s)
+for s in old:
+    c.compute.wait_for_delete(s, interval=1, wait=120)
+for v in list(c.block_storage.volumes()):
+    if (v.name or "").startswith("smoke-"):
+        v = c.block_storage.wait_for_status(v, status="available", failures=["error"], interval=1, wait=60)
+        c.block_storage.delete_volume(v)
+        c.block_storage.wait_for_delete(v, interval=1, wait=60)
+if old:
+    print("removed %d earlier smoke server(s) and their volumes" % len(old))
 name = "smoke-%d" % int(time.time())
 t1 = time.time()
 srv = c.compute.create_server(name=name, flavor_id=fl.id, image_id=img.id, networks=[{"uuid": net.id}])
