@@ -8,7 +8,9 @@ testbed's own idempotent start script (tests/testbed/up.sh in FAST mode), as an 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -183,3 +185,64 @@ def test_disabled_compute_service_is_enabled_by_its_runbook(testbed_faults, tmp_
     finally:
         subprocess.run([*osc, "compute", "service", "set", "--enable", "minios", "nova-compute"], env=env,
                        capture_output=True, timeout=120)
+
+
+@pytest.mark.fault
+def test_compute_maintenance_moves_instances_away_and_back_into_service(testbed_faults, tmp_path):
+    """compute-maintenance on a second, temporary compute node (a real nova-compute with the fake virt driver):
+    disabled, its instance live-migrated to the other node by the real scheduler, enabled again, re-check OK."""
+    testbed = testbed_faults
+    base, env = testbed.base, testbed.env()
+    venv = base / "venv" / "bin"
+    osc = [str(venv / "openstack"), "--os-cloud", "testbed"]
+
+    def os_cli(*args, check=True, timeout=180):
+        return subprocess.run([*osc, *args], env=env, capture_output=True, text=True, timeout=timeout, check=check)
+
+    conf = (base / "etc" / "nova" / "nova-cpu.conf").read_text()
+    assert "\nhost = minios\n" in conf
+    conf = conf.replace("\nhost = minios\n", "\nhost = compute2\n")
+    conf = re.sub(r"\nstate_path = .*", f"\nstate_path = {tmp_path / 'nova2'}", conf)
+    conf = re.sub(r"\ninstances_path = .*", f"\ninstances_path = {tmp_path / 'nova2' / 'instances'}", conf)
+    (tmp_path / "nova2" / "instances").mkdir(parents=True)
+    (tmp_path / "nova-cpu2.conf").write_text(conf + "\n[DEFAULT]\nlog_file = nova-compute2.log\n")
+    with open(tmp_path / "nova-compute2.out", "wb") as out:
+        proc = subprocess.Popen([str(venv / "nova-compute"), "--config-file", str(tmp_path / "nova-cpu2.conf")],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = "opsctl-maint-e2e"
+    try:
+        deadline = time.monotonic() + 90
+        while os_cli("compute", "service", "list", "--host", "compute2", "-f", "value", "-c", "State").stdout.strip() != "up":
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "nova-compute2.out").read_text()[-3000:]
+            time.sleep(1)
+        subprocess.run([str(venv / "nova-manage"), "--config-file", str(base / "etc" / "nova" / "nova.conf"),
+                        "cell_v2", "discover_hosts"], env=env, check=True, capture_output=True, timeout=120)
+        os_cli("server", "create", "--flavor", "m1.tiny", "--image", "tiny", "--nic", "none",
+               "--availability-zone", "nova:compute2", "--wait", server, timeout=300)
+        sid = os_cli("server", "show", server, "-f", "value", "-c", "id").stdout.strip()
+        assert os_cli("server", "show", server, "-f", "value", "-c", "OS-EXT-SRV-ATTR:host").stdout.strip() == "compute2"
+
+        config = write_config(tmp_path, testbed)
+        cfg = yaml.safe_load(config.read_text())
+        cfg["inventory"]["hosts"]["compute2"] = {"local": True, "roles": ["compute"]}
+        config.write_text(yaml.safe_dump(cfg))
+        run = opsctl(["runbook", "run", "compute-maintenance", "--host", "compute2", "--yes"], config, testbed, timeout=900)
+        text = run.stdout + run.stderr
+        print(text)
+        assert run.returncode == 0, text
+        assert os_cli("server", "show", server, "-f", "value", "-c", "OS-EXT-SRV-ATTR:host").stdout.strip() == "minios"
+        assert os_cli("server", "show", server, "-f", "value", "-c", "status").stdout.strip() == "ACTIVE"
+        state = os_cli("compute", "service", "list", "--host", "compute2", "-f", "value", "-c", "Status", "-c", "State")
+        assert state.stdout.split() == ["enabled", "up"]
+        rec = audit_records(config)[-1]
+        steps = {s["id"]: s for s in rec["steps"]}
+        assert rec["result"] == "repaired", rec
+        assert steps["disable"]["outcome"] == "done" and steps["enable"]["outcome"] == "done"
+        assert sid in json.dumps(steps["migrate"]) and steps["empty"]["outcome"] == "passed"
+    finally:
+        os_cli("server", "delete", "--wait", server, check=False, timeout=300)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        ids = os_cli("compute", "service", "list", "--host", "compute2", "-f", "value", "-c", "ID", check=False).stdout.split()
+        for sid_ in ids:
+            os_cli("compute", "service", "delete", sid_, check=False)
