@@ -53,10 +53,17 @@ def expand(paths: tuple[str, ...], root: str = "/") -> tuple[list[str], list[str
     return found, missing
 
 
-def tar_create_stages(relpaths: list[str], root: str, excludes: tuple[str, ...], codec: Codec) -> list[Stage]:
-    tar = require("tar")
-    argv = [tar, "--create", "--file=-", f"--directory={root}", *TAR_CREATE_META, "--sparse",
+def tar_create_argv(tar: str, relpaths: list[str], root: str, excludes: tuple[str, ...]) -> list[str]:
+    return [tar, "--create", "--file=-", f"--directory={root}", *TAR_CREATE_META, "--sparse",
             *[f"--exclude={e}" for e in excludes], "--", *relpaths]
+
+
+def tar_extract_argv(tar: str, root: str) -> list[str]:
+    return [tar, "--extract", "--file=-", f"--directory={root}", *TAR_EXTRACT_META]
+
+
+def tar_create_stages(relpaths: list[str], root: str, excludes: tuple[str, ...], codec: Codec) -> list[Stage]:
+    argv = tar_create_argv(require("tar"), relpaths, root, excludes)
     # exit 1: "file changed as we read it" (a live config dir): kept, reported as a warning
     stages = [Stage(argv, ok_codes=(0, 1))]
     comp = codec.compress()
@@ -88,7 +95,7 @@ def move_aside(paths: list[str], root: str, stamp: str | None = None) -> list[tu
 def extract(path: Path, codec: Codec, root: str, progress=None) -> list[str]:
     os.makedirs(root, exist_ok=True)
     dec = codec.decompress()
-    tar = Stage([require("tar"), "--extract", "--file=-", f"--directory={root}", *TAR_EXTRACT_META])
+    tar = Stage(tar_extract_argv(require("tar"), root))
     return stream_from_file(path, ([dec] if dec else []) + [tar], progress)
 
 
@@ -101,14 +108,7 @@ def expand_on(host, paths: tuple[str, ...], root: str = "/") -> tuple[list[str],
     found, missing = [], []
     for pattern in paths:
         full = posixpath.join(root, pattern.lstrip("/"))
-        if glob.has_magic(full):
-            matches = host.glob(full)
-        else:
-            try:
-                host.stat(full)
-                matches = [full]
-            except OSError:
-                matches = []
+        matches = host.glob(full) if glob.has_magic(full) else existing_on(host, [full], "/")
         if not matches:
             missing.append(pattern)
         for m in matches:
@@ -133,9 +133,7 @@ def archive_on(host, fileset: FileSet, dest: Path, codec: Codec, root: str = "/"
     included, missing = expand_on(host, fileset.paths, root)
     if not included:
         return FilesOutcome(None, [], missing, time.monotonic() - t0)
-    argv = ["tar", "--create", "--file=-", f"--directory={root}", *TAR_CREATE_META, "--sparse",
-            *[f"--exclude={e}" for e in fileset.excludes], "--", *included]
-    proc = host.spawn(argv)
+    proc = host.spawn(tar_create_argv("tar", included, root, fileset.excludes))
     try:
         comp = codec.compress()
         result = stream_to_file([comp] if comp else [], dest, progress, source=proc)
@@ -147,15 +145,8 @@ def archive_on(host, fileset: FileSet, dest: Path, codec: Codec, root: str = "/"
 
 
 def existing_on(host, rels: list[str], root: str) -> list[str]:
-    out = []
-    for rel in rels:
-        full = posixpath.join(root, rel)
-        try:
-            host.stat(full)
-        except OSError:
-            continue
-        out.append(full)
-    return out
+    """The paths (under root) that exist on `host`."""
+    return [full for full in (posixpath.join(root, rel) for rel in rels) if host.exists(full)]
 
 
 def move_aside_on(host, paths: list[str], root: str, stamp: str | None = None) -> list[tuple[str, str]]:
@@ -176,7 +167,7 @@ def extract_on(host, path: Path, codec: Codec, root: str, progress=None) -> list
     mk = host.run(["mkdir", "-p", "--", root])
     if not mk.ok:
         raise PipelineError(f"{host.name}: cannot create {root}: {mask(mk.stderr.strip())}")
-    proc = host.spawn(["tar", "--extract", "--file=-", f"--directory={root}", *TAR_EXTRACT_META])
+    proc = host.spawn(tar_extract_argv("tar", root))
     try:
         dec = codec.decompress()
         try:
