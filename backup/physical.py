@@ -110,15 +110,19 @@ def server_using(datadir: Path) -> str | None:
     return None
 
 
+def require_unused(datadir: Path) -> None:
+    why = server_using(datadir)
+    if why:
+        raise LockedError(f"MariaDB is still using {datadir}: {why}",
+                          hint="stop MariaDB on this node first (on a Galera node: and let it leave the cluster)")
+
+
 def restore_into_datadir(prepared: Path, datadir: Path, stamp: str) -> Path:
     """Replace `datadir` by the prepared backup; returns where the previous datadir was kept.
 
     Refuses while a server uses the datadir. The previous datadir is renamed (never deleted), a new empty
     one gets its owner and mode, and `mariabackup --move-back` puts the files in place."""
-    why = server_using(datadir)
-    if why:
-        raise LockedError(f"MariaDB is still using {datadir}: {why}",
-                          hint="stop MariaDB on this node first (on a Galera node: and let it leave the cluster)")
+    require_unused(datadir)
     tool = require("mariabackup")
     kept = datadir.with_name(f"{datadir.name}.pre-restore-{stamp}")
     owner = None

@@ -18,7 +18,7 @@ from opsctl.backup import mysql, physical
 from opsctl.backup.compression import for_file
 from opsctl.backup.progress import Reporter
 from opsctl.backup.store import Backup, Item, Store, require_intact
-from opsctl.errors import LockedError, OpsctlError, UsageError
+from opsctl.errors import OpsctlError, UsageError
 
 
 @dataclass
@@ -80,16 +80,15 @@ class _Hosts:
     """Connections to the hosts file sets came from (remote items go back where they were archived)."""
 
     def __init__(self, inventory):
-        self._inventory, self.open = inventory, {}  # an Inventory, or a callable that builds it on first use
+        self.inventory, self.open = inventory, {}  # an Inventory, or a callable that builds it on first use
 
     def for_item(self, item: Item):
         if not item.source.get("remote"):
             return None
         name = item.source["host"]
         if name not in self.open:
-            if callable(self._inventory):
-                self._inventory = self._inventory()
-            self.inventory = self._inventory
+            if callable(self.inventory):
+                self.inventory = self.inventory()
             if self.inventory is None or name not in {h.name for h in self.inventory.hosts}:
                 raise UsageError(f"{item.component} {item.name} was archived on host {name}, which is not in the inventory",
                                  hint="add the host to the inventory (or pass --inventory) to restore it there")
@@ -228,10 +227,7 @@ def _restore_physical(store: Store, backup: Backup, req: RestoreRequest, outcome
                                    + (f"; refused now: {why}" if why else ""))
         return outcome
     if datadir is not None:
-        why = physical.server_using(datadir)  # before the long prepare, and again just before replacing
-        if why:
-            raise LockedError(f"MariaDB is still using {datadir}: {why}",
-                              hint="stop MariaDB on this node first (on a Galera node: and let it leave the cluster)")
+        physical.require_unused(datadir)  # before the long prepare, and again just before replacing
         if not req.yes and not confirm(f"replace the datadir {datadir} (the current one is kept)?"):
             raise UsageError("restore cancelled: nothing was changed", hint="pass --yes to restore without asking")
     try:
