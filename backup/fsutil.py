@@ -16,6 +16,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory under `root` (before it is renamed into place)."""
+    for f in root.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    for d in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
+        fsync_dir(d)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to `path` through a temp file + fsync + rename, then fsync the directory."""
     tmp = path.with_name(f".{path.name}.tmp")

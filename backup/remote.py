@@ -17,9 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from opsctl.backup.fsutil import fsync_dir
+from opsctl.backup.fsutil import fsync_dir, fsync_tree
 from opsctl.backup.proc import Stage, require, run_capture
-from opsctl.backup.store import ID_RE, INPROGRESS, Backup, Manifest, Store, read_manifest, verify_checksums
+from opsctl.backup.store import ID_RE, INPROGRESS, Backup, Manifest, Store, read_manifest, require_intact
 from opsctl.errors import DataError, UsageError
 
 
@@ -86,15 +86,9 @@ def pull(store: Store, destination: str, ssh_argv: list[str], wanted: list[str],
             manifest = read_manifest(work)
             if manifest is None or manifest.id != bid or manifest.status != "complete":
                 raise DataError(f"remote backup {bid}: its manifest is missing or not complete")
-            problems = verify_checksums(Backup(work, manifest), progress=progress)
-            if problems:
-                raise DataError(f"remote backup {bid} is corrupt: {'; '.join(problems[:3])}"
-                                + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""),
-                                hint="pull another backup (see 'opsctl backup list --remote'); nothing was stored")
-            for f in work.rglob("*"):
-                if f.is_file():
-                    with open(f, "rb") as fh:
-                        os.fsync(fh.fileno())
+            require_intact(Backup(work, manifest), progress=progress, what="remote backup",
+                           hint="pull another backup (see 'opsctl backup list --remote'); nothing was stored")
+            fsync_tree(work)
             os.rename(work, store.root / bid)
             fsync_dir(store.root)
             pulled.append(bid)

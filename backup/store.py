@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from opsctl.backup.fsutil import fsync_dir, write_json_atomic
+from opsctl.backup.fsutil import fsync_dir, fsync_tree, write_json_atomic
 from opsctl.errors import DataError, LockedError, UsageError
 
 FORMAT = 1
@@ -164,12 +164,7 @@ class Store:
 
     def commit(self, manifest: Manifest, work: Path) -> Backup:
         """Write the manifest, fsync everything, and move the backup into place in one rename."""
-        for f in work.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        for d in [work, *[p for p in work.rglob("*") if p.is_dir()]]:
-            fsync_dir(d)
+        fsync_tree(work)
         manifest.status = "complete"
         write_json_atomic(work / "manifest.json", manifest.to_dict())
         final = self.root / manifest.id
@@ -253,9 +248,9 @@ def verify_checksums(backup: Backup, items: list[Item] | None = None, progress=N
     return problems
 
 
-def require_intact(backup: Backup, items: list[Item] | None = None, progress=None) -> None:
+def require_intact(backup: Backup, items: list[Item] | None = None, progress=None, *, what: str = "backup",
+                   hint: str = "restore from another backup (see 'opsctl backup list')") -> None:
     problems = verify_checksums(backup, items, progress)
     if problems:
-        raise DataError(f"backup {backup.id} is corrupt: {'; '.join(problems[:3])}"
-                        + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""),
-                        hint="restore from another backup (see 'opsctl backup list')")
+        raise DataError(f"{what} {backup.id} is corrupt: {'; '.join(problems[:3])}"
+                        + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""), hint=hint)
