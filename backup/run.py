@@ -240,44 +240,54 @@ def _archive_files(sources: list[FileSource], req, codec, work: Path, manifest, 
     failed: dict[str, str] = {}
     try:
         for src in sources:
-            t = src.targets
-            if src.remote and src.spec.name in failed:
+            name = src.spec.name if src.remote else None
+            if name in failed:
                 continue
-            host = None
-            if src.remote:
-                host = hosts.get(src.spec.name) or hosts.setdefault(src.spec.name, src.spec.connect())
-            for fs in t.filesets:
-                rel = _files_rel(src, t, fs, codec)
-                (work / rel).parent.mkdir(parents=True, exist_ok=True)
-                with reporter.task(f"tar {t.component} {fs.name}" + (f" on {src.label}" if src.remote else "")) as advance:
-                    if host is None:
-                        out = filesmod.archive(fs, work / rel, codec, req.root, advance)
-                    else:
-                        try:
-                            out = filesmod.archive_on(host, fs, work / rel, codec, req.root, advance)
-                        except (HostError, CommandTimeout, PipelineError) as exc:
-                            (work / rel).unlink(missing_ok=True)
-                            if not any((work / rel).parent.iterdir()):
-                                (work / rel).parent.rmdir()
-                            failed[src.spec.name] = exc.message
-                            break
-                if out.result is None:
-                    if not fs.optional:
-                        manifest.warnings.append(f"{t.component}: {fs.name}: none of {', '.join(fs.paths)} exists"
-                                                 f"{' on ' + src.label if src.remote else ''}, skipped")
-                    continue
-                manifest.warnings.extend(f"{t.component}: {w}" for w in out.warnings)
-                manifest.items.append(Item(
-                    "files", t.component, fs.name, rel, codec.name, out.result.size, out.result.sha256, round(out.duration, 3),
-                    source={"host": src.spec.name if src.remote else socket.gethostname(), "remote": src.remote,
-                            "root": req.root, "paths": out.included, "missing": out.missing},
-                    details={"excludes": list(fs.excludes), "top": filesmod.top_paths(out.included)}))
+            if name is not None and name not in hosts:
+                hosts[name] = src.spec.connect()
+            try:
+                for fs in src.targets.filesets:
+                    _archive_set(src, hosts.get(name), fs, req, codec, work, manifest, reporter)
+            except (HostError, CommandTimeout, PipelineError) as exc:
+                if name is None:  # this machine's own files: the whole run fails, as before
+                    raise
+                failed[name] = exc.message
     finally:
         for host in hosts.values():
             host.close()
     problems = [f"files of host {name} not backed up: {why}" for name, why in failed.items()]
     manifest.warnings.extend(problems)
     return problems
+
+
+def _archive_set(src: FileSource, host, fs, req, codec, work: Path, manifest, reporter) -> None:
+    """One file set from this machine (host None) or another host into the backup, listed in the manifest."""
+    t = src.targets
+    rel = _files_rel(src, t, fs, codec)
+    dest = work / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with reporter.task(f"tar {t.component} {fs.name}" + (f" on {src.label}" if host is not None else "")) as advance:
+        if host is None:
+            out = filesmod.archive(fs, dest, codec, req.root, advance)
+        else:
+            try:
+                out = filesmod.archive_on(host, fs, dest, codec, req.root, advance)
+            except BaseException:
+                dest.unlink(missing_ok=True)  # no partial archive of a host that failed
+                if not any(dest.parent.iterdir()):
+                    dest.parent.rmdir()
+                raise
+    if out.result is None:
+        if not fs.optional:
+            manifest.warnings.append(f"{t.component}: {fs.name}: none of {', '.join(fs.paths)} exists"
+                                     f"{' on ' + src.label if host is not None else ''}, skipped")
+        return
+    manifest.warnings.extend(f"{t.component}: {w}" for w in out.warnings)
+    manifest.items.append(Item(
+        "files", t.component, fs.name, rel, codec.name, out.result.size, out.result.sha256, round(out.duration, 3),
+        source={"host": src.spec.name if src.remote else socket.gethostname(), "remote": src.remote,
+                "root": req.root, "paths": out.included, "missing": out.missing},
+        details={"excludes": list(fs.excludes), "top": filesmod.top_paths(out.included)}))
 
 
 def _physical(config, store: Store, mode: str, codec, work: Path, manifest, reporter) -> None:
