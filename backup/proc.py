@@ -176,32 +176,37 @@ def stream_to_file(stages: Sequence[Stage], dest: Path, progress: Callable[[int]
     return StreamResult(size, digest.hexdigest(), warnings)
 
 
-class _Feeder(threading.Thread):
-    """Copies a readable source into a pipe; an error in the source is re-raised by `join()`."""
+class _Pump(threading.Thread):
+    """Copies between a stream and a pipe in the background (`run()` of the subclass); an error it
+    records is re-raised by `join()` in the caller's thread."""
 
-    def __init__(self, source, pipe):
+    def __init__(self, src, dst):
         super().__init__(daemon=True)
-        self.source, self.pipe, self.error = source, pipe, None
+        self.src, self.dst, self.error = src, dst, None
         self.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
+
+
+class _Feeder(_Pump):
+    """A readable source (e.g. a command on another host) into a pipeline's stdin."""
 
     def run(self) -> None:
         try:
-            while chunk := self.source.read(CHUNK):
-                self.pipe.write(chunk)
+            while chunk := self.src.read(CHUNK):
+                self.dst.write(chunk)
         except BrokenPipeError:
             pass  # the reader died: its exit status says why
         except BaseException as exc:  # noqa: BLE001 - handed to the caller in join()
             self.error = exc
         finally:
             try:
-                self.pipe.close()
+                self.dst.close()
             except BrokenPipeError:
                 pass
-
-    def join(self, timeout: float | None = None) -> None:
-        super().join(timeout)
-        if self.error is not None:
-            raise self.error
 
 
 def stream_from_file(src: Path, stages: Sequence[Stage], progress: Callable[[int], None] | None = None,
@@ -254,29 +259,19 @@ def stream_from_file(src: Path, stages: Sequence[Stage], progress: Callable[[int
             raise
 
 
-class _Drain(threading.Thread):
-    """Copies a pipe into a writable sink; an error in the sink is re-raised by `join()`."""
-
-    def __init__(self, pipe, sink):
-        super().__init__(daemon=True)
-        self.pipe, self.sink, self.error = pipe, sink, None
-        self.start()
+class _Drain(_Pump):
+    """A pipeline's stdout into a writable sink (e.g. a command on another host)."""
 
     def run(self) -> None:
         try:
-            while chunk := self.pipe.read1(CHUNK):
-                self.sink.write(chunk)
+            while chunk := self.src.read1(CHUNK):
+                self.dst.write(chunk)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller in join()
             self.error = exc
-            while self.pipe.read1(CHUNK):  # keep the pipeline moving so it can end
+            while self.src.read1(CHUNK):  # keep the pipeline moving so it can end
                 pass
         finally:
-            self.pipe.close()
-
-    def join(self, timeout: float | None = None) -> None:
-        super().join(timeout)
-        if self.error is not None:
-            raise self.error
+            self.src.close()
 
 
 def run_capture(stage: Stage, timeout: float = 3600, cwd: str | None = None) -> str:
