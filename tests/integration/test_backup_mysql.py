@@ -312,51 +312,6 @@ def test_gzip_and_pigz_compression(tmp_path, seeded):
         assert "bk_keystone: OK" in ver.stdout
 
 
-def test_mariabackup_full_incremental_prepare(tmp_path):
-    """Physical backups on a throwaway server we own (mariabackup reads its datadir directly)."""
-    from opsctl.backup.launcher import ThrowawayMariaDB
-
-    with ThrowawayMariaDB() as server:
-        conn = server.target.connect()
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE bk_phys")
-            cur.execute("CREATE TABLE bk_phys.t (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(20))")
-            cur.execute("INSERT INTO bk_phys.t (v) VALUES ('one'), ('two')")
-        cfg = tmp_path / "c.yaml"
-        import yaml
-        cfg.write_text(yaml.safe_dump({"database": {"socket": server.socket, "user": "root"},
-                                       "backup": {"store": str(tmp_path / "store"), "components": ["keystone"]},
-                                       "components": {"keystone": {"databases": ["bk_phys"], "config_dirs": [], "key_dirs": []}}}))
-        _run_ok(cfg, None, "backup", "run", "--physical", "full", "--no-files")
-        with conn.cursor() as cur:
-            cur.execute("INSERT INTO bk_phys.t (v) VALUES ('three')")
-        _run_ok(cfg, None, "backup", "run", "--physical", "incremental", "--no-files")
-        backups = Store(tmp_path / "store").list()
-        inc = next(i for i in backups[1].manifest.items if i.type == "mariabackup")
-        assert inc.details["mode"] == "incremental" and inc.details["base"] == backups[0].id
-        assert inc.details["from_lsn"] > 0
-        target = tmp_path / "prepared"
-        out = _run_ok(cfg, None, "restore", backups[1].id, "--physical", str(target))
-        assert "prepared" in out.stdout and (target / "ibdata1").exists() and (target / "bk_phys" / "t.ibd").exists()
-        conn.close()
-    # the prepared directory is a working datadir with all three rows
-    from opsctl.backup.launcher import free_port
-    sock = tmp_path / "p.sock"
-    proc = subprocess.Popen(["mariadbd", "--no-defaults", "--user=root", f"--datadir={target}", f"--socket={sock}",
-                             f"--port={free_port()}", "--bind-address=127.0.0.1", f"--log-error={tmp_path / 'p.err'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        rows = subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "-N", "-e",
-                               "SELECT v FROM bk_phys.t ORDER BY id"], capture_output=True, text=True, timeout=30)
-        assert rows.stdout.split() == ["one", "two", "three"], rows.stderr
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
 def _start_mariadbd(datadir: Path, sock: Path, log: Path) -> subprocess.Popen:
     from opsctl.backup.launcher import free_port
 
@@ -377,24 +332,59 @@ def _sql(sock: Path, query: str) -> list[str]:
     return out.stdout.split()
 
 
+def _physical_source(tmp_path: Path, server, db: str, values: list[str], databases: list[str]) -> Path:
+    """A database with a table of `values` on the throwaway `server`, and a config backing it up."""
+    import yaml
+
+    conn = server.target.connect()
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(20))")
+        cur.execute(f"INSERT INTO {db}.t (v) VALUES " + ", ".join(f"('{v}')" for v in values))
+    conn.close()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"database": {"socket": server.socket, "user": "root"},
+                                   "backup": {"store": str(tmp_path / "store"), "components": ["keystone"]},
+                                   "components": {"keystone": {"databases": databases, "config_dirs": [], "key_dirs": []}}}))
+    return cfg
+
+
+def test_mariabackup_full_incremental_prepare(tmp_path):
+    """Physical backups on a throwaway server we own (mariabackup reads its datadir directly)."""
+    from opsctl.backup.launcher import ThrowawayMariaDB
+
+    with ThrowawayMariaDB() as server:
+        cfg = _physical_source(tmp_path, server, "bk_phys", ["one", "two"], ["bk_phys"])
+        _run_ok(cfg, None, "backup", "run", "--physical", "full", "--no-files")
+        conn = server.target.connect()
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO bk_phys.t (v) VALUES ('three')")
+        _run_ok(cfg, None, "backup", "run", "--physical", "incremental", "--no-files")
+        backups = Store(tmp_path / "store").list()
+        inc = next(i for i in backups[1].manifest.items if i.type == "mariabackup")
+        assert inc.details["mode"] == "incremental" and inc.details["base"] == backups[0].id
+        assert inc.details["from_lsn"] > 0
+        target = tmp_path / "prepared"
+        out = _run_ok(cfg, None, "restore", backups[1].id, "--physical", str(target))
+        assert "prepared" in out.stdout and (target / "ibdata1").exists() and (target / "bk_phys" / "t.ibd").exists()
+        conn.close()
+    # the prepared directory is a working datadir with all three rows
+    sock = tmp_path / "p.sock"
+    proc = _start_mariadbd(target, sock, tmp_path / "p.err")
+    try:
+        assert _sql(sock, "SELECT v FROM bk_phys.t ORDER BY id") == ["one", "two", "three"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def test_physical_restore_into_a_stopped_servers_datadir(tmp_path):
     """--physical-datadir: refused while a server runs on the datadir; then the old datadir is kept aside,
     the prepared backup moved in with mariabackup --move-back, ownership kept, and the server starts on it."""
     from opsctl.backup.launcher import ThrowawayMariaDB
 
-    import yaml
-    store = tmp_path / "store"
     with ThrowawayMariaDB() as server:
-        conn = server.target.connect()
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE bk_dd")
-            cur.execute("CREATE TABLE bk_dd.t (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(20))")
-            cur.execute("INSERT INTO bk_dd.t (v) VALUES ('from-backup')")
-        conn.close()
-        cfg = tmp_path / "c.yaml"
-        cfg.write_text(yaml.safe_dump({"database": {"socket": server.socket, "user": "root"},
-                                       "backup": {"store": str(store), "components": ["keystone"]},
-                                       "components": {"keystone": {"databases": [], "config_dirs": [], "key_dirs": []}}}))
+        cfg = _physical_source(tmp_path, server, "bk_dd", ["from-backup"], [])
         _run_ok(cfg, None, "backup", "run", "--physical", "full", "--no-files")
 
     # the node to repair: its own datadir (initialised, with other data), owned by a non-root user
