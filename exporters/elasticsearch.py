@@ -95,7 +95,7 @@ def ensure_index(client, index: str, mapping: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------ documents
-def doc_id(host: str, file_id: str, offset: int) -> str:
+def doc_id(host: str, file_id: str, offset: int | str) -> str:
     return hashlib.sha1(f"{host}\x00{file_id}\x00{offset}".encode()).hexdigest()
 
 
@@ -159,15 +159,43 @@ def _bulk(client, index: str, docs: list[tuple[str, dict]]) -> None:
         raise RuntimeError(f"{len(errors)} documents rejected")
 
 
-def _complete_events(events: Iterator[Event], file_settled: bool) -> Iterator[Event]:
-    """All events, except the last one of a file still being written (its traceback may continue)."""
+def _complete_events(events: Iterator[Event], last_is_complete: Callable[[Event], bool]) -> Iterator[Event]:
+    """All events, and the last one only when `last_is_complete` says so (while a file or journal is still
+    being written, its newest event's traceback may continue)."""
     prev = None
     for ev in events:
         if prev is not None:
             yield prev
         prev = ev
-    if prev is not None and file_settled:
+    if prev is not None and last_is_complete(prev):
         yield prev
+
+
+def _ship_batches(client, index: str, docs: Iterator[tuple[str, dict, object]], batch_size: int,
+                  commit: Callable[[object], None], on_batch: Callable[[int], None] | None, report: ShipReport,
+                  position: object) -> tuple[int, object]:
+    """Bulk-index (id, document, position) in batches; after each successful bulk, `commit(position of its
+    last document)`. Returns (documents shipped, last committed position)."""
+    shipped = 0
+    batch: list[tuple[str, dict]] = []
+
+    def flush() -> None:
+        nonlocal batch, shipped
+        _bulk(client, index, batch)
+        commit(position)
+        shipped += len(batch)
+        report.batches += 1
+        batch = []
+        if on_batch:
+            on_batch(report.shipped + shipped)
+
+    for doc_id_, doc, position in docs:
+        batch.append((doc_id_, doc))
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return shipped, position
 
 
 def ship_file(client, index: str, host: Host, lf: LogFile, checkpoints: Checkpoints, *, max_line_bytes: int,
@@ -188,28 +216,11 @@ def ship_file(client, index: str, host: Host, lf: LogFile, checkpoints: Checkpoi
     if not lf.compressed and start == lf.size:
         return 0
     settled = time.time() - lf.mtime >= settle_seconds
-    shipped = 0
-    batch: list[tuple[str, dict]] = []
-    last_end = start
-    events = file_events(host, lf, max_line_bytes=max_line_bytes, start=start)
-    for ev in _complete_events(events, settled):
-        batch.append((doc_id(host.name, fid, ev.offset), event_document(ev)))
-        last_end = ev.end
-        if len(batch) >= batch_size:
-            _bulk(client, index, batch)
-            checkpoints.commit(key, last_end, host=host.name, path=lf.path)
-            shipped += len(batch)
-            report.batches += 1
-            batch = []
-            if on_batch:
-                on_batch(report.shipped + shipped)
-    if batch:
-        _bulk(client, index, batch)
-        checkpoints.commit(key, last_end, host=host.name, path=lf.path)
-        shipped += len(batch)
-        report.batches += 1
-        if on_batch:
-            on_batch(report.shipped + shipped)
+    events = _complete_events(file_events(host, lf, max_line_bytes=max_line_bytes, start=start), lambda ev: settled)
+    docs = ((doc_id(host.name, fid, ev.offset), event_document(ev), ev.end) for ev in events)
+    shipped, last_end = _ship_batches(client, index, docs, batch_size,
+                                      lambda end: checkpoints.commit(key, end, host=host.name, path=lf.path),
+                                      on_batch, report, start)
     if lf.compressed and settled:
         checkpoints.commit(key, last_end, host=host.name, path=lf.path, complete=True)
     return shipped
@@ -224,33 +235,12 @@ def ship_journal(client, index: str, host: Host, lf: LogFile, checkpoints: Check
     key = f"{host.name}:{lf.path}"
     cursor = checkpoints.files.get(key, {}).get("cursor")
     source = dataclasses.replace(lf, cursor=cursor, since=None)
-    shipped = 0
-    batch: list[tuple[str, dict]] = []
-    last = cursor
-
-    def flush() -> None:
-        nonlocal batch, shipped
-        _bulk(client, index, batch)
-        checkpoints.commit(key, 0, cursor=last, host=host.name, path=lf.path)
-        shipped += len(batch)
-        report.batches += 1
-        batch = []
-        if on_batch:
-            on_batch(report.shipped + shipped)
-
-    prev = None
-    for ev in file_events(host, source, max_line_bytes=max_line_bytes):
-        if prev is not None and prev.cursor and prev.cursor_end:
-            batch.append((hashlib.sha1(f"{host.name}\x00journal\x00{prev.cursor}".encode()).hexdigest(), event_document(prev)))
-            last = prev.cursor_end
-            if len(batch) >= batch_size:
-                flush()
-        prev = ev
-    if prev is not None and prev.cursor and prev.cursor_end and prev.ts is not None and time.time() - prev.ts >= settle_seconds:
-        batch.append((hashlib.sha1(f"{host.name}\x00journal\x00{prev.cursor}".encode()).hexdigest(), event_document(prev)))
-        last = prev.cursor_end
-    if batch:
-        flush()
+    events = (ev for ev in file_events(host, source, max_line_bytes=max_line_bytes) if ev.cursor and ev.cursor_end)
+    events = _complete_events(events, lambda ev: ev.ts is not None and time.time() - ev.ts >= settle_seconds)
+    docs = ((doc_id(host.name, "journal", ev.cursor), event_document(ev), ev.cursor_end) for ev in events)
+    shipped, _ = _ship_batches(client, index, docs, batch_size,
+                               lambda last: checkpoints.commit(key, 0, cursor=last, host=host.name, path=lf.path),
+                               on_batch, report, cursor)
     return shipped
 
 
