@@ -32,12 +32,6 @@ def _when(manifest: dict[str, Any]) -> float:
         return 0.0
 
 
-def target_name(item: dict[str, Any]) -> str:
-    from opsctl.backup.store import target_name as name
-
-    return name(item)
-
-
 def read_manifests(store: str) -> list[dict[str, Any]]:
     """Complete manifests of the store as dicts, through the backup package's Store."""
     from opsctl.backup.store import Store
@@ -46,6 +40,8 @@ def read_manifests(store: str) -> list[dict[str, Any]]:
 
 
 def backup_families(manifests: Iterable[dict[str, Any]]) -> list:
+    from opsctl.backup.store import target_name
+
     fam = Families()
     manifests = sorted(manifests, key=_when)
     fam.gauge("opsctl_backups", "Complete backups in the store", value=len(manifests))

@@ -141,14 +141,15 @@ def _has_journalctl(host: Host) -> bool:
         return False
 
 
-def journal_argv(lf: LogFile) -> list[str]:
+def journal_argv(path: str, since: float | None = None, cursor: str | None = None) -> list[str]:
+    """journalctl for a `journal:<identifier>,...` source: export format, after `cursor` or from `since`."""
     argv = ["journalctl", "--no-pager", "--quiet", "-o", "export"]
-    for ident in lf.path[len(JOURNAL_PREFIX):].split(","):
+    for ident in path[len(JOURNAL_PREFIX):].split(","):
         argv += ["-t", ident]
-    if lf.cursor:
-        argv.append(f"--after-cursor={lf.cursor}")
-    elif lf.since is not None:
-        argv.append(f"--since=@{int(lf.since)}")
+    if cursor:
+        argv.append(f"--after-cursor={cursor}")
+    elif since is not None:
+        argv.append(f"--since=@{int(since)}")
     return argv
 
 
@@ -189,8 +190,7 @@ def open_log(host: Host, path: str, *, unbuffered: bool = False, since: float | 
     """A binary stream of the file's (uncompressed) content; buffered unless asked for a plain local file
     read in big chunks (then the caller's buffer is filled directly)."""
     if path.startswith(JOURNAL_PREFIX):
-        argv = journal_argv(LogFile(host.name, path, "", "", 0, 0.0, since, cursor))
-        return io.BufferedReader(_SpawnedRaw(host.spawn(argv, timeout=3600)), BUFFER)
+        return io.BufferedReader(_SpawnedRaw(host.spawn(journal_argv(path, since, cursor), timeout=3600)), BUFFER)
     if isinstance(host, LocalHost):
         raw: IO[bytes] = open(path, "rb", buffering=0 if unbuffered and not path.endswith(".gz") else BUFFER)
     else:
